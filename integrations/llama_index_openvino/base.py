@@ -1,0 +1,486 @@
+"""The LlamaIndex LLM ``OpenVINO``: local OpenVINO models behind llama_index's ``FunctionCallingLLM``.
+
+Translation only: messages, tools and parameters go to the openvino-llm core engine, its results come
+back as ``ChatResponse``. Chat templates, tool-call parsing, constrained decoding and batching all
+live in the core.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncGenerator, Generator, Sequence
+from contextlib import aclosing, closing
+from typing import TYPE_CHECKING, Any
+
+from llama_index.core.base.llms.generic_utils import (
+    achat_to_completion_decorator,
+    astream_chat_to_completion_decorator,
+    chat_to_completion_decorator,
+    stream_chat_to_completion_decorator,
+)
+from llama_index.core.base.llms.types import (
+    CachePoint,
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    ContentBlock,
+    LLMMetadata,
+    MessageRole,
+    TextBlock,
+    ThinkingBlock,
+    ToolCallBlock,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events.llm import (
+    LLMStructuredPredictEndEvent,
+    LLMStructuredPredictInProgressEvent,
+    LLMStructuredPredictStartEvent,
+)
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.program.utils import FlexibleModel, process_streaming_objects
+from llama_index.core.prompts import BasePromptTemplate
+from llama_index.core.types import Model, PydanticProgramMode
+
+from openvino_llm import Engine, GenerationParams, load_engine
+from openvino_llm.errors import InvalidParameterError
+from openvino_llm.types import Chunk, Generation, Message, ToolSpec
+
+if TYPE_CHECKING:
+    from llama_index.core.tools.types import BaseTool
+
+dispatcher = get_dispatcher(__name__)
+
+_ROLES: dict[MessageRole, str] = {
+    MessageRole.SYSTEM: "system",
+    MessageRole.DEVELOPER: "system",
+    MessageRole.USER: "user",
+    MessageRole.ASSISTANT: "assistant",
+    MessageRole.CHATBOT: "assistant",
+    MessageRole.MODEL: "assistant",
+    MessageRole.TOOL: "tool",
+    MessageRole.FUNCTION: "tool",
+}
+
+
+def _to_core_messages(messages: Sequence[ChatMessage]) -> list[Message]:
+    """LlamaIndex chat messages -> the core's message dicts (tool calls from ``ToolCallBlock`` s)."""
+    out: list[Message] = []
+    call_names: dict[str, str] = {}  # tool_call_id -> tool name, to name the tool results
+    for i, message in enumerate(messages):
+        role = _ROLES[MessageRole(message.role)]
+        texts: list[str] = []
+        calls = []
+        for block in message.blocks:
+            if isinstance(block, TextBlock):
+                texts.append(block.text)
+            elif isinstance(block, ToolCallBlock):
+                arguments = block.tool_kwargs
+                if isinstance(arguments, str):
+                    try:
+                        arguments = json.loads(arguments or "{}")
+                    except json.JSONDecodeError as e:
+                        raise InvalidParameterError(
+                            f"messages[{i}] has a tool call to {block.tool_name!r} whose arguments are not JSON "
+                            f"({e}); pass tool_kwargs as a dict."
+                        ) from e
+                call_id = block.tool_call_id or f"call_{i}_{len(calls)}"
+                call_names[call_id] = block.tool_name
+                calls.append({"id": call_id, "name": block.tool_name, "arguments": arguments})
+            elif not isinstance(block, (CachePoint, ThinkingBlock)):
+                raise InvalidParameterError(
+                    f"messages[{i}] holds a {type(block).__name__}: OpenVINO LLMs take text (and tool calls) "
+                    "only. Convert it to text first."
+                )
+        core: Message = {"role": role, "content": "\n".join(texts)}  # type: ignore[typeddict-item]
+        if calls:
+            core["tool_calls"] = calls
+        if role == "tool":
+            call_id = message.additional_kwargs.get("tool_call_id")
+            if call_id:
+                core["tool_call_id"] = str(call_id)
+            name = message.additional_kwargs.get("name") or call_names.get(str(call_id))
+            if name:
+                core["name"] = str(name)
+        out.append(core)
+    return out
+
+
+def _to_tool_spec(tool: BaseTool) -> ToolSpec:
+    metadata = tool.metadata
+    return {
+        "name": metadata.get_name(),
+        "description": metadata.description,
+        "parameters": metadata.get_parameters_dict(),
+    }
+
+
+def _chat_response(text: str, result: Generation | Chunk, delta: str | None = None) -> ChatResponse:
+    """The one place a core result (or stream chunk) becomes a ``ChatResponse``.
+
+    ``raw`` and ``additional_kwargs`` carry ``prompt_tokens`` / ``completion_tokens`` /
+    ``total_tokens`` and ``timing`` once the core reports them (always on the last stream chunk).
+    """
+    blocks: list[ContentBlock] = [TextBlock(text=text)]
+    blocks += [ToolCallBlock(tool_call_id=c.id, tool_name=c.name, tool_kwargs=c.arguments) for c in result.tool_calls]
+    raw: dict[str, Any] = {"model": result.model_name, "finish_reason": result.finish_reason}
+    extra: dict[str, Any] = {}
+    if result.usage is not None:
+        extra["prompt_tokens"] = result.usage.input_tokens
+        extra["completion_tokens"] = result.usage.output_tokens
+        extra["total_tokens"] = result.usage.total_tokens
+        raw["usage"] = dict(extra)
+    if result.timing is not None:
+        extra["timing"] = raw["timing"] = result.timing.as_dict()
+    return ChatResponse(
+        message=ChatMessage(role=MessageRole.ASSISTANT, blocks=blocks),
+        raw=raw,
+        delta=delta,
+        additional_kwargs=extra,
+    )
+
+
+def _as_list(objects: Any) -> list[Any] | None:
+    return None if objects is None else [objects]
+
+
+class OpenVINO(FunctionCallingLLM):
+    """A local LLM running on OpenVINO (CPU, GPU or NPU), for LlamaIndex.
+
+    Install: ``pip install "openvino-llm[llama-index]"``. ``model`` is an OpenVINO IR folder, a
+    ``.gguf`` file, a Hugging Face folder, a hub id (exported once, then cached) or ``None`` for the
+    default model. Objects built on the same model, device and options share one loaded engine, and
+    concurrent requests are batched together by it.
+
+    Example:
+        .. code-block:: python
+
+            from llama_index.core import Settings
+            from llama_index.core.llms import ChatMessage
+            from llama_index.core.tools import FunctionTool
+            from pydantic import BaseModel
+
+            from llama_index_openvino import OpenVINO
+
+            llm = OpenVINO(model=None, device="CPU", max_new_tokens=64)  # or an IR folder, .gguf, hub id
+            Settings.llm = llm
+
+            print(llm.complete("The capital of France is"))
+            messages = [
+                ChatMessage(role="system", content="You are a helpful assistant."),
+                ChatMessage(role="user", content="Name three colours."),
+            ]
+            for part in llm.stream_chat(messages):
+                print(part.delta, end="", flush=True)
+            print(llm.chat(messages).raw["usage"])  # prompt_tokens, completion_tokens, total_tokens
+
+
+            def multiply(a: int, b: int) -> int:
+                \"\"\"Multiply two integers.\"\"\"
+                return a * b
+
+
+            tool = FunctionTool.from_defaults(multiply)
+            print(llm.predict_and_call([tool], "What is 6 times 7?", tool_required=True))  # 42
+
+
+            class City(BaseModel):
+                name: str
+                country: str
+
+
+            from llama_index.core.prompts import PromptTemplate
+
+            city = llm.structured_predict(City, PromptTemplate("Paris is in France. {q}"), q="Which city?")
+    """
+
+    model: str | None = Field(
+        default=None,
+        description="OpenVINO IR folder, .gguf file, Hugging Face folder or hub id; None = the default model.",
+    )
+    device: str = Field(default="AUTO", description='OpenVINO device: "CPU", "GPU", "NPU", "AUTO", ...')
+    weight_format: str | None = Field(
+        default=None, description='Weight compression when exporting, e.g. "int8" or "int4"; None = as exported.'
+    )
+    ov_config: dict[str, Any] | None = Field(default=None, description="OpenVINO compile properties.")
+    backend: str = Field(default="auto", description='Inference backend: "auto" or a backend name of the core.')
+    cache_dir: str | None = Field(
+        default=None, description="openvino-llm cache folder (exports, compiled models); None = the default."
+    )
+    max_new_tokens: int = Field(default=256, ge=1, description="Maximum number of tokens to generate.")
+    temperature: float | None = Field(
+        default=None, ge=0.0, le=100.0, description="Sampling temperature; 0 = greedy; None = the model's default."
+    )
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0, description="Nucleus sampling probability mass.")
+    top_k: int | None = Field(default=None, ge=0, description="Sample from the k most likely tokens; 0 = no limit.")
+    repetition_penalty: float | None = Field(
+        default=None, gt=0.0, le=100.0, description="Penalty for repeated tokens; 1.0 = none."
+    )
+    stop: list[str] | None = Field(default=None, description="Stop generating at any of these strings.")
+    seed: int | None = Field(default=None, ge=0, description="Random seed for sampling.")
+    context_window: int | None = Field(
+        default=None, gt=0, description="Context window in tokens; None = the model's own (from its config)."
+    )
+
+    _engine: Engine = PrivateAttr()
+
+    @field_validator("model", "cache_dir", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._engine = load_engine(
+            self.model,
+            device=self.device,
+            weight_format=self.weight_format,
+            ov_config=self.ov_config,
+            backend=self.backend,
+            cache_dir=self.cache_dir,
+        )
+        if self.context_window is None:
+            self.context_window = self._engine.context_window
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "OpenVINO_llm"
+
+    @property
+    def engine(self) -> Engine:
+        """The shared openvino-llm engine this LLM runs on."""
+        return self._engine
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(
+            context_window=self.context_window or self._engine.context_window,
+            num_output=self.max_new_tokens,
+            is_chat_model=True,
+            is_function_calling_model=True,
+            model_name=self._engine.model_name,
+        )
+
+    def _params(self, **kwargs: Any) -> GenerationParams:
+        """This LLM's settings, overridden by per-call ``GenerationParams`` fields (unknown names raise)."""
+        return GenerationParams(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            repetition_penalty=self.repetition_penalty,
+            stop=tuple(self.stop or ()),
+            seed=self.seed,
+        ).merged(**kwargs)
+
+    # -- chat: the four native variants ------------------------------------------------------------
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        result = self._engine.generate(_to_core_messages(messages), self._params(**kwargs))
+        return _chat_response(result.text, result)
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        result = await self._engine.agenerate(_to_core_messages(messages), self._params(**kwargs))
+        return _chat_response(result.text, result)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        core_messages, params = _to_core_messages(messages), self._params(**kwargs)
+
+        def gen() -> ChatResponseGen:
+            text = ""
+            with closing(self._engine.stream(core_messages, params)) as chunks:
+                for chunk in chunks:
+                    text += chunk.text
+                    yield _chat_response(text, chunk, delta=chunk.text)
+
+        return gen()
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        core_messages, params = _to_core_messages(messages), self._params(**kwargs)
+
+        async def gen() -> ChatResponseAsyncGen:
+            text = ""
+            async with aclosing(self._engine.astream(core_messages, params)) as chunks:
+                async for chunk in chunks:
+                    text += chunk.text
+                    yield _chat_response(text, chunk, delta=chunk.text)
+
+        return gen()
+
+    # -- completion: derived from chat (the core applies the chat template once) ------------------
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return chat_to_completion_decorator(self.chat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return await achat_to_completion_decorator(self.achat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        return stream_chat_to_completion_decorator(self.stream_chat)(prompt, **kwargs)
+
+    @llm_completion_callback()
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        return await astream_chat_to_completion_decorator(self.astream_chat)(prompt, **kwargs)
+
+    # -- tool calling ------------------------------------------------------------------------------
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        tool_required: bool = False,
+        tool_choice: str | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """``tool_required`` -> ``tool_choice="required"``; ``tool_choice`` may name one tool."""
+        messages = list(chat_history or [])
+        if isinstance(user_msg, str):
+            user_msg = ChatMessage(role=MessageRole.USER, content=user_msg)
+        if user_msg is not None:
+            messages.append(user_msg)
+        if isinstance(tool_choice, dict):  # OpenAI shape: {"type": "function", "function": {"name": ...}}
+            tool_choice = tool_choice.get("function", {}).get("name") or tool_choice.get("name")
+            if not tool_choice:
+                raise InvalidParameterError(
+                    'tool_choice dict must name a tool: {"type": "function", "function": {"name": "<tool>"}}.'
+                )
+        if tool_choice is None and tool_required:
+            tool_choice = "required"
+        tool_specs = [_to_tool_spec(tool) for tool in tools]
+        return {"messages": messages, "tools": tool_specs, "tool_choice": tool_choice, **kwargs}
+
+    def _validate_chat_with_tools_response(
+        self,
+        response: ChatResponse,
+        tools: Sequence[BaseTool],
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> ChatResponse:
+        """Keep only the first tool call unless parallel calls are allowed."""
+        calls = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
+        if not allow_parallel_tool_calls and len(calls) > 1:
+            response.message.blocks = [
+                b for b in response.message.blocks if not isinstance(b, ToolCallBlock) or b is calls[0]
+            ]
+        return response
+
+    def get_tool_calls_from_response(
+        self,
+        response: ChatResponse,
+        error_on_no_tool_call: bool = True,
+        **kwargs: Any,
+    ) -> list[ToolSelection]:
+        """The tool calls of a response, as ``ToolSelection`` s (``tool_id`` is the call's id)."""
+        calls = [b for b in response.message.blocks if isinstance(b, ToolCallBlock)]
+        if not calls and error_on_no_tool_call:
+            raise ValueError(
+                "Expected at least one tool call, but the model answered in text: "
+                f"{(response.message.content or '')[:200]!r}. Pass tool_required=True to force a call."
+            )
+        return [
+            ToolSelection(tool_id=call.tool_call_id or call.tool_name, tool_name=call.tool_name, tool_kwargs=call.tool_kwargs)
+            for call in calls
+        ]
+
+    # -- structured output: decoding constrained to the output class's JSON schema -----------------
+
+    def _structured_call(
+        self, output_cls: type[Model], prompt: BasePromptTemplate, llm_kwargs: dict[str, Any] | None, prompt_args: Any
+    ) -> tuple[list[ChatMessage], dict[str, Any]]:
+        dispatcher.event(LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args))
+        messages = self._get_messages(prompt, **prompt_args)
+        return messages, {**(llm_kwargs or {}), "json_schema": output_cls.model_json_schema()}
+
+    @dispatcher.span
+    def structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """Predict an ``output_cls`` instance; decoding is constrained to its JSON schema."""
+        if self.pydantic_program_mode != PydanticProgramMode.DEFAULT:
+            return super().structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)  # type: ignore[arg-type]
+        messages, kwargs = self._structured_call(output_cls, prompt, llm_kwargs, prompt_args)
+        result = output_cls.model_validate_json(self.chat(messages, **kwargs).message.content or "")
+        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
+        return result
+
+    @dispatcher.span
+    async def astructured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Model:
+        """Async :meth:`structured_predict`."""
+        if self.pydantic_program_mode != PydanticProgramMode.DEFAULT:
+            return await super().astructured_predict(output_cls, prompt, llm_kwargs, **prompt_args)  # type: ignore[arg-type]
+        messages, kwargs = self._structured_call(output_cls, prompt, llm_kwargs, prompt_args)
+        result = output_cls.model_validate_json((await self.achat(messages, **kwargs)).message.content or "")
+        dispatcher.event(LLMStructuredPredictEndEvent(output=result))
+        return result
+
+    @dispatcher.span
+    def stream_structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> Generator[Model | FlexibleModel, None, None]:
+        """Stream partial ``output_cls`` objects; the last one is complete and valid."""
+        if self.pydantic_program_mode != PydanticProgramMode.DEFAULT:
+            yield from super().stream_structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)  # type: ignore[arg-type]
+            return
+        messages, kwargs = self._structured_call(output_cls, prompt, llm_kwargs, prompt_args)
+        objects: Any = None
+        for response in self.stream_chat(messages, **kwargs):
+            objects = process_streaming_objects(response, output_cls, cur_objects=_as_list(objects), llm=self)
+            dispatcher.event(LLMStructuredPredictInProgressEvent(output=objects))
+            yield objects
+        dispatcher.event(LLMStructuredPredictEndEvent(output=objects))
+
+    @dispatcher.span
+    async def astream_structured_predict(
+        self,
+        output_cls: type[Model],
+        prompt: BasePromptTemplate,
+        llm_kwargs: dict[str, Any] | None = None,
+        **prompt_args: Any,
+    ) -> AsyncGenerator[Model | FlexibleModel, None]:
+        """Async :meth:`stream_structured_predict`."""
+        if self.pydantic_program_mode != PydanticProgramMode.DEFAULT:
+            return await super().astream_structured_predict(output_cls, prompt, llm_kwargs, **prompt_args)  # type: ignore[arg-type]
+        messages, kwargs = self._structured_call(output_cls, prompt, llm_kwargs, prompt_args)
+        responses = await self.astream_chat(messages, **kwargs)
+
+        async def gen() -> AsyncGenerator[Model | FlexibleModel, None]:
+            objects: Any = None
+            async for response in responses:
+                objects = process_streaming_objects(response, output_cls, cur_objects=_as_list(objects), llm=self)
+                dispatcher.event(LLMStructuredPredictInProgressEvent(output=objects))
+                yield objects
+            dispatcher.event(LLMStructuredPredictEndEvent(output=objects))
+
+        return gen()

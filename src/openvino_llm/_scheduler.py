@@ -1,0 +1,253 @@
+"""The worker thread that owns one ``ContinuousBatchingPipeline`` and batches every request on it.
+
+Callers on any thread (or event loop) :meth:`BatchScheduler.submit` a tokenized prompt and a
+``deliver`` callback; the worker adds it between two ``step()`` calls, so requests that arrive while
+others run join the running batch (continuous batching). Each request gets:
+
+- ``TextEvent(text)`` for decoded text as it is produced (incremental detokenization with
+  openvino-genai's ``TextStreamer``, so multi-byte characters are never split),
+- then exactly one ``EndEvent`` (finish reason, token counts, timing) or ``ErrorEvent``.
+
+``Ticket.cancel()`` drops a request from the batch at the next step boundary, freeing its KV cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import openvino as ov
+import openvino_genai as ov_genai
+
+from .errors import GenerationCancelledError, OpenVINOLLMError
+
+log = logging.getLogger("openvino_llm")
+
+
+@dataclass(frozen=True)
+class TextEvent:
+    text: str
+
+
+@dataclass(frozen=True)
+class EndEvent:
+    finish_reason: str  # "stop" | "length" | "cancelled"
+    input_tokens: int
+    output_tokens: int
+    ttft_ms: float
+    tpot_ms: float
+    throughput_tps: float
+    total_ms: float
+
+
+@dataclass(frozen=True)
+class ErrorEvent:
+    error: BaseException
+
+
+Event = TextEvent | EndEvent | ErrorEvent
+Deliver = Callable[[Event], None]
+
+
+@dataclass
+class _Request:
+    rid: int
+    input_ids: ov.Tensor
+    config: ov_genai.GenerationConfig
+    deliver: Deliver
+    t_submit: float = field(default_factory=time.perf_counter)
+    t_first: float = 0.0
+    t_last: float = 0.0
+    n_out: int = 0
+    finish: str = "stop"
+    handle: Any = None
+    streamer: Any = None
+    done: bool = False
+
+
+class Ticket:
+    """A submitted request: call :meth:`cancel` to drop it from the batch."""
+
+    def __init__(self, scheduler: BatchScheduler, request: _Request) -> None:
+        self._scheduler = scheduler
+        self._request = request
+
+    def cancel(self) -> None:
+        if not self._request.done:
+            self._scheduler._inbox.put(("cancel", self._request))
+
+
+def timing_from_clock(req: _Request, now: float) -> tuple[float, float, float, float]:
+    """(ttft_ms, tpot_ms, throughput_tps, total_ms) from the request's own timestamps."""
+    first = req.t_first or now
+    ttft = (first - req.t_submit) * 1000
+    decode_s = max((req.t_last or now) - first, 0.0)
+    tpot = decode_s * 1000 / (req.n_out - 1) if req.n_out > 1 else 0.0
+    tput = (req.n_out - 1) / decode_s if req.n_out > 1 and decode_s > 0 else 0.0
+    return ttft, tpot, tput, (now - req.t_submit) * 1000
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, float) and math.isfinite(x) and x > 0
+
+
+class BatchScheduler:
+    """Owns a ContinuousBatchingPipeline and runs ``step()`` on a worker thread while requests exist."""
+
+    def __init__(self, pipeline: ov_genai.ContinuousBatchingPipeline, tokenizer: ov_genai.Tokenizer, name: str) -> None:
+        self._pipe = pipeline
+        self._tokenizer = tokenizer
+        self._inbox: queue.SimpleQueue[tuple[str, _Request | None]] = queue.SimpleQueue()
+        self._active: dict[int, _Request] = {}
+        self._ids = itertools.count()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name=f"openvino-llm:{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def active_requests(self) -> int:
+        return len(self._active)
+
+    def submit(self, input_ids: ov.Tensor, config: ov_genai.GenerationConfig, deliver: Deliver) -> Ticket:
+        if self._closed or not self.alive:
+            raise OpenVINOLLMError("This engine is closed; load the model again with load_engine(...).")
+        req = _Request(next(self._ids), input_ids, config, deliver)
+        self._inbox.put(("add", req))
+        return Ticket(self, req)
+
+    def close(self, timeout: float = 10.0) -> None:
+        if not self._closed:
+            self._closed = True
+            self._inbox.put(("close", None))
+            self._thread.join(timeout)
+
+    # ---- worker thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            try:
+                cmd, req = self._inbox.get(block=not self._active)
+            except queue.Empty:
+                cmd, req = "", None
+            while cmd:
+                if cmd == "close":
+                    for r in list(self._active.values()):
+                        self._cancel(r)
+                    return
+                if cmd == "add" and req is not None:
+                    self._start(req)
+                elif cmd == "cancel" and req is not None and req.rid in self._active:
+                    self._cancel(req)
+                try:
+                    cmd, req = self._inbox.get_nowait()
+                except queue.Empty:
+                    cmd = ""
+            if not self._active:
+                continue
+            try:
+                self._pipe.step()
+            except Exception as e:
+                err = OpenVINOLLMError(f"OpenVINO generation step failed: {e}")
+                for r in list(self._active.values()):
+                    self._fail(r, err)
+                continue
+            self._collect()
+
+    def _start(self, req: _Request) -> None:
+        def on_text(text: str) -> ov_genai.StreamingStatus:
+            if text:
+                self._send(req, TextEvent(text))
+            return ov_genai.StreamingStatus.RUNNING
+
+        try:
+            req.streamer = ov_genai.TextStreamer(self._tokenizer, on_text)
+            req.handle = self._pipe.add_request(req.rid, req.input_ids, req.config)
+        except Exception as e:
+            self._fail(req, OpenVINOLLMError(f"OpenVINO rejected the request: {e}"), active=False)
+            return
+        self._active[req.rid] = req
+
+    def _collect(self) -> None:
+        now = time.perf_counter()
+        for req in list(self._active.values()):
+            try:
+                self._read(req, now)
+                status = req.handle.get_status()
+                if status != ov_genai.GenerationStatus.RUNNING:
+                    self._read(req, now)
+                    self._end(req, now, status)
+            except Exception as e:
+                self._fail(req, OpenVINOLLMError(f"Reading generated tokens failed: {e}"))
+
+    def _read(self, req: _Request, now: float) -> None:
+        if not req.handle.can_read():
+            return
+        for out in req.handle.read().values():
+            ids = list(out.generated_ids)
+            if ids:
+                if not req.t_first:
+                    req.t_first = now
+                req.t_last = now
+                req.n_out += len(ids)
+                req.streamer.write(ids)
+            if out.finish_reason == ov_genai.GenerationFinishReason.LENGTH:
+                req.finish = "length"
+
+    def _end(self, req: _Request, now: float, status: Any) -> None:
+        req.streamer.end()
+        ttft, tpot, tput, total = timing_from_clock(req, now)
+        try:  # prefer openvino-genai's own measurements where it has them
+            m = req.handle.get_perf_metrics()
+            ttft = m.get_ttft().mean if _finite(m.get_ttft().mean) else ttft
+            tpot = m.get_tpot().mean if _finite(m.get_tpot().mean) else tpot
+            tput = m.get_throughput().mean if _finite(m.get_throughput().mean) else tput
+        except Exception:
+            pass
+        if status in (ov_genai.GenerationStatus.CANCEL, ov_genai.GenerationStatus.IGNORED):
+            req.finish = "cancelled"
+        self._finish(req)
+        self._send(req, EndEvent(req.finish, int(req.input_ids.shape[-1]), req.n_out, ttft, tpot, tput, total))
+
+    def _cancel(self, req: _Request) -> None:
+        try:
+            req.handle.cancel()
+        except Exception:
+            pass
+        now = time.perf_counter()
+        self._finish(req)
+        ttft, tpot, tput, total = timing_from_clock(req, now)
+        self._send(req, EndEvent("cancelled", int(req.input_ids.shape[-1]), req.n_out, ttft, tpot, tput, total))
+
+    def _fail(self, req: _Request, err: BaseException, active: bool = True) -> None:
+        if active:
+            try:
+                req.handle.cancel()
+            except Exception:
+                pass
+        self._finish(req)
+        self._send(req, ErrorEvent(err))
+
+    def _finish(self, req: _Request) -> None:
+        req.done = True
+        self._active.pop(req.rid, None)
+
+    @staticmethod
+    def _send(req: _Request, event: Event) -> None:
+        try:
+            req.deliver(event)
+        except Exception:  # the consumer is gone (closed event loop): nothing to tell
+            log.debug("dropped an event for request %s", req.rid, exc_info=True)
+
+
+__all__ = ["BatchScheduler", "EndEvent", "ErrorEvent", "Event", "GenerationCancelledError", "TextEvent", "Ticket"]

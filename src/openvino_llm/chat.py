@@ -1,0 +1,136 @@
+"""Messages (and tools) to prompt text, with the model's own chat template.
+
+The template is applied exactly once, here; the engine then tokenizes the result without adding
+special tokens again. Models whose template knows about tools (Qwen2.5, Llama 3.1, ...) get the
+tools, earlier tool calls and tool results in their native form; for the others (SmolLM2, plain
+ChatML) we render a tool section into the system prompt and the calls/results as text in the same
+``<tool_call>`` format the model is asked to answer in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import openvino_genai as ov_genai
+
+from .errors import InvalidParameterError
+from .tools import TOOL_CALL_OPEN, render_tool_calls, tool_system_prompt
+from .types import Message, ToolSpec
+
+_ROLES = ("system", "user", "assistant", "tool")
+
+
+def normalize_messages(messages: str | Sequence[Message]) -> list[Message]:
+    """Validate ``messages`` (a string is one user message) and return a clean list of message dicts."""
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    if not isinstance(messages, Sequence) or isinstance(messages, (bytes, dict)):
+        raise InvalidParameterError(
+            f"messages must be a string or a list of {{'role', 'content'}} dicts, got {type(messages).__name__}."
+        )
+    if not messages:
+        raise InvalidParameterError("messages is empty: pass at least one message, e.g. [{'role': 'user', 'content': 'Hi'}].")
+    out: list[Message] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict):
+            raise InvalidParameterError(f"messages[{i}] must be a dict with 'role' and 'content', got {type(m).__name__}.")
+        role = m.get("role")
+        if role not in _ROLES:
+            raise InvalidParameterError(f"messages[{i}] has role {role!r}; the roles are {list(_ROLES)}.")
+        content = m.get("content")
+        if content is None:
+            content = ""
+        if not isinstance(content, str):
+            raise InvalidParameterError(
+                f"messages[{i}] content must be text, got {type(content).__name__}. This model takes text only: "
+                "join text parts into one string and leave out images or other media."
+            )
+        msg: Message = {"role": role, "content": content}
+        if m.get("tool_calls"):
+            if role != "assistant":
+                raise InvalidParameterError(f"messages[{i}] has tool_calls but role {role!r}; only assistant messages do.")
+            calls = []
+            for c in m["tool_calls"]:
+                if not isinstance(c, dict) or not isinstance(c.get("name"), str):
+                    raise InvalidParameterError(f"messages[{i}] tool_calls entries need 'name' and 'arguments': {c!r:.100}")
+                args = c.get("arguments") or {}
+                if isinstance(args, str):
+                    try:
+                        args = json.loads(args)
+                    except json.JSONDecodeError as e:
+                        raise InvalidParameterError(f"messages[{i}] tool call arguments are not JSON: {e}") from None
+                calls.append({"id": str(c.get("id") or ""), "name": c["name"], "arguments": args})
+            msg["tool_calls"] = calls
+        for key in ("tool_call_id", "name"):
+            if m.get(key):
+                msg[key] = str(m[key])  # type: ignore[literal-required]
+        out.append(msg)
+    return out
+
+
+class ChatRenderer:
+    """Renders message lists for one tokenizer's chat template."""
+
+    def __init__(self, tokenizer: ov_genai.Tokenizer) -> None:
+        self._tokenizer = tokenizer
+        template = tokenizer.chat_template or ""
+        self.has_template = bool(template.strip())
+        self.native_tools = "tools" in template and "tool_call" in template
+
+    def render(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[ToolSpec] = (),
+        *,
+        prefill: str = "",
+    ) -> str:
+        """The prompt text for ``messages``, ending with the assistant generation prompt (+ ``prefill``)."""
+        if self.native_tools:
+            history = [self._native(m) for m in messages]
+            native = [{"type": "function", "function": dict(t)} for t in tools] or None
+        else:
+            history = [self._as_text(m) for m in messages]
+            native = None
+            if tools:
+                section = tool_system_prompt(tools)
+                if history and history[0]["role"] == "system":
+                    history[0] = {"role": "system", "content": f"{history[0]['content']}\n\n{section}".strip()}
+                else:
+                    history.insert(0, {"role": "system", "content": section})
+        if not self.has_template:
+            return "".join(f"{m['role']}: {m['content']}\n" for m in history) + "assistant: " + prefill
+        try:
+            prompt = self._tokenizer.apply_chat_template(history, add_generation_prompt=True, tools=native)
+        except Exception as e:  # the template itself raised (e.g. "roles must alternate")
+            raise InvalidParameterError(
+                f"The model's chat template rejected these messages: {e}. "
+                f"Roles in order: {[m['role'] for m in messages]}."
+            ) from None
+        return prompt + prefill
+
+    @staticmethod
+    def _native(m: Message) -> dict[str, Any]:
+        out: dict[str, Any] = {"role": m["role"], "content": m["content"]}
+        if m.get("tool_calls"):
+            out["tool_calls"] = [
+                {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+                for c in m["tool_calls"]
+            ]
+        for key in ("tool_call_id", "name"):
+            if key in m:
+                out[key] = m[key]  # type: ignore[literal-required]
+        return out
+
+    @staticmethod
+    def _as_text(m: Message) -> dict[str, Any]:
+        if m["role"] == "tool":
+            return {"role": "user", "content": f"<tool_response>\n{m['content']}\n</tool_response>"}
+        if m.get("tool_calls"):
+            calls = render_tool_calls(m["tool_calls"])
+            return {"role": "assistant", "content": f"{m['content']}\n{calls}".strip()}
+        return {"role": m["role"], "content": m["content"]}
+
+
+__all__ = ["TOOL_CALL_OPEN", "ChatRenderer", "normalize_messages"]

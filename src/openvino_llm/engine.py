@@ -1,0 +1,541 @@
+"""The generation engine: one loaded model, used by every adapter.
+
+``generate``/``stream`` and ``agenerate``/``astream`` are twins over one implementation: a request
+is prepared once (:meth:`Engine._prepare`: template, tokens, limits, generation config), submitted to
+the model's batching scheduler, and its events are turned into :class:`~openvino_llm.types.Chunk`
+objects by one :class:`_Output` (stop strings, tool-call parsing, usage, timing). Concurrent requests
+from threads or asyncio tasks are batched on the one model by openvino-genai's continuous batching.
+
+    >>> from openvino_llm import load_engine, GenerationParams
+    >>> engine = load_engine()                       # the embedded SmolLM2-135M-Instruct
+    >>> engine.generate("What is the capital of France?", GenerationParams(temperature=0)).text
+    'The capital of France is Paris.'
+    >>> for chunk in engine.stream("Say hi", GenerationParams(max_new_tokens=8)):
+    ...     print(chunk.text, end="")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import openvino_genai as ov_genai
+
+from ._scheduler import BatchScheduler, EndEvent, ErrorEvent, Event, TextEvent, Ticket
+from .chat import ChatRenderer, normalize_messages
+from .errors import ContextLengthExceededError, InvalidParameterError, OpenVINOLLMError
+from .tools import (
+    TOOL_CALL_OPEN,
+    check_tool_choice,
+    parse_tool_calls,
+    tool_call_schema,
+    validate_json_schema,
+    validate_tools,
+)
+from .types import Chunk, Generation, GenerationParams, Message, Timing, ToolSpec, Usage
+
+log = logging.getLogger("openvino_llm")
+
+Backend = Literal["auto", "genai", "optimum"]
+
+#: ``max_new_tokens`` when neither the caller nor the model's generation config sets one.
+DEFAULT_MAX_NEW_TOKENS = 1024
+_TOP_K_NONE = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Everything a request needs, computed once before it is submitted."""
+
+    input_ids: Any
+    config: ov_genai.GenerationConfig
+    stop: tuple[str, ...]
+    tools: tuple[ToolSpec, ...]
+    forced_tool: bool
+
+
+class Engine:
+    """One loaded OpenVINO model with a batching scheduler. Get one with :func:`load_engine`.
+
+    Example::
+
+        from openvino_llm import load_engine, GenerationParams
+
+        engine = load_engine("path/to/model.gguf", device="CPU")
+        gen = engine.generate([{"role": "user", "content": "Hi!"}], GenerationParams(max_new_tokens=32))
+        print(gen.text, gen.usage.total_tokens, gen.timing.ttft_ms)
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        name: str,
+        device: str,
+        properties: Mapping[str, Any],
+        context_window: int | None = None,
+        scheduler_config: Mapping[str, Any] | None = None,
+        backend: Backend = "auto",
+    ) -> None:
+        t0 = time.perf_counter()
+        self.model_name = name
+        self.device = device
+        self.path = path
+        self.backend: str = "genai"
+        if backend == "optimum":
+            self._scheduler, self.tokenizer, base = _load_optimum(path, device, properties)
+            self.backend = "optimum"
+        else:
+            try:
+                self._scheduler, self.tokenizer, base = _load_genai(path, device, properties, scheduler_config, name)
+            except OpenVINOLLMError as e:
+                if backend != "auto" or not (path.is_dir() and (path / "config.json").exists()):
+                    raise
+                log.warning("openvino-genai cannot load %s (%s); falling back to the optimum backend.", name, e)
+                self._scheduler, self.tokenizer, base = _load_optimum(path, device, properties)
+                self.backend = "optimum"
+        self._base_config = base
+        self._renderer = ChatRenderer(self.tokenizer)
+        self.context_window: int = int(context_window or _guess_context_window(base))
+        self.load_ms = (time.perf_counter() - t0) * 1000
+        self.default_params = GenerationParams(
+            max_new_tokens=None,
+            temperature=base.temperature if base.do_sample else 0.0,
+            top_p=base.top_p if base.do_sample else None,
+            top_k=base.top_k if base.do_sample and base.top_k < _TOP_K_NONE else None,
+            repetition_penalty=base.repetition_penalty if base.repetition_penalty != 1.0 else None,
+        )
+        log.info("loaded %s on %s (%s backend) in %.0f ms", name, device, self.backend, self.load_ms)
+
+    # ---- the public twins ----------------------------------------------------------------------
+
+    def generate(
+        self,
+        messages: str | Sequence[Message],
+        params: GenerationParams | None = None,
+        *,
+        on_token: Callable[[str], Any] | None = None,
+    ) -> Generation:
+        """Generate a whole reply. ``on_token`` is called with each piece of text as it is produced."""
+        final: Chunk | None = None
+        parts: list[str] = []
+        for chunk in self.stream(messages, params):
+            if chunk.text:
+                parts.append(chunk.text)
+                if on_token is not None:
+                    on_token(chunk.text)
+            if chunk.is_final:
+                final = chunk
+        assert final is not None
+        return _generation(final, parts)
+
+    def stream(self, messages: str | Sequence[Message], params: GenerationParams | None = None) -> Iterator[Chunk]:
+        """Yield text chunks as they are produced; the last chunk carries finish reason, usage and timing.
+
+        Breaking out of the loop (or closing the generator) cancels the request at once.
+        """
+        prep = self._prepare(messages, params)
+        events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        return self._stream_sync(prep, events, self._scheduler.submit(prep.input_ids, prep.config, events.put))
+
+    async def agenerate(
+        self,
+        messages: str | Sequence[Message],
+        params: GenerationParams | None = None,
+        *,
+        on_token: Callable[[str], Any] | None = None,
+    ) -> Generation:
+        """Async twin of :meth:`generate`; never blocks the event loop."""
+        final: Chunk | None = None
+        parts: list[str] = []
+        async for chunk in self.astream(messages, params):
+            if chunk.text:
+                parts.append(chunk.text)
+                if on_token is not None:
+                    on_token(chunk.text)
+            if chunk.is_final:
+                final = chunk
+        assert final is not None
+        return _generation(final, parts)
+
+    async def astream(
+        self, messages: str | Sequence[Message], params: GenerationParams | None = None
+    ) -> AsyncIterator[Chunk]:
+        """Async twin of :meth:`stream`; cancelling the task or closing the iterator cancels the request."""
+        prep = self._prepare(messages, params)
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue[Event] = asyncio.Queue()
+        ticket = self._scheduler.submit(prep.input_ids, prep.config, lambda e: loop.call_soon_threadsafe(events.put_nowait, e))
+        out = _Output(self, prep)
+        try:
+            while not out.done:
+                try:
+                    event = await asyncio.wait_for(events.get(), timeout=5.0)
+                except asyncio.TimeoutError:
+                    self._check_alive()
+                    continue
+                for chunk in out.feed(event, ticket):
+                    yield chunk
+        finally:
+            if not out.done:
+                ticket.cancel()
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def count_tokens(self, text: str) -> int:
+        """Number of tokens ``text`` encodes to (no special tokens added)."""
+        return int(self.tokenizer.encode(text, add_special_tokens=False).input_ids.shape[-1])
+
+    def render(self, messages: str | Sequence[Message], params: GenerationParams | None = None) -> str:
+        """The exact prompt text a request would be given (chat template and tool section applied)."""
+        return self._render(normalize_messages(messages), params or GenerationParams())[0]
+
+    @property
+    def active_requests(self) -> int:
+        """Requests currently in the batch."""
+        return self._scheduler.active_requests
+
+    def close(self) -> None:
+        """Stop the worker thread; pending requests end as cancelled."""
+        self._scheduler.close()
+        _forget(self)
+
+    def _check_alive(self) -> None:
+        if not self._scheduler.alive:
+            raise OpenVINOLLMError(f"The generation worker of {self.model_name} stopped; load the model again.")
+
+    def _stream_sync(self, prep: _Prepared, events: queue.SimpleQueue[Event], ticket: Ticket) -> Iterator[Chunk]:
+        out = _Output(self, prep)
+        try:
+            while not out.done:
+                try:
+                    event = events.get(timeout=5.0)
+                except queue.Empty:
+                    self._check_alive()
+                    continue
+                yield from out.feed(event, ticket)
+        finally:
+            if not out.done:
+                ticket.cancel()
+
+    def _render(self, messages: list[Message], params: GenerationParams) -> tuple[str, tuple[ToolSpec, ...], str | None]:
+        tools = validate_tools(params.tools)
+        choice = check_tool_choice(params.tool_choice, tools)
+        if choice == "none":
+            tools = ()
+        forced = choice not in (None, "auto", "none")
+        prompt = self._renderer.render(messages, tools, prefill=TOOL_CALL_OPEN + "\n" if forced else "")
+        return prompt, tools, choice
+
+    def _prepare(self, messages: str | Sequence[Message], params: GenerationParams | None) -> _Prepared:
+        params = params or GenerationParams()
+        if not isinstance(params, GenerationParams):
+            raise InvalidParameterError(f"params must be a GenerationParams, got {type(params).__name__}.")
+        prompt, tools, choice = self._render(normalize_messages(messages), params)
+        if params.json_schema is not None:
+            validate_json_schema(params.json_schema)
+            if tools and choice != "none":
+                raise InvalidParameterError("Pass either json_schema (structured output) or tools, not both.")
+        encoded = self.tokenizer.encode(prompt, add_special_tokens=not self._renderer.has_template)
+        input_ids = encoded.input_ids
+        n_input = int(input_ids.shape[-1])
+        if n_input >= self.context_window:
+            raise ContextLengthExceededError(
+                f"The prompt is {n_input} tokens long but {self.model_name}'s context window is "
+                f"{self.context_window} tokens. Shorten the messages (or retrieved context) to leave room for the reply."
+            )
+        room = self.context_window - n_input
+        config = self._config(params, room)
+        forced = choice not in (None, "auto", "none")
+        if forced:
+            schema = tool_call_schema(tools, only=None if choice == "required" else choice)
+            config.structured_output_config = ov_genai.StructuredOutputConfig(json_schema=json.dumps(schema))
+        elif tools:
+            tag = ov_genai.StructuralTagItem(begin=TOOL_CALL_OPEN, schema=json.dumps(tool_call_schema(tools)), end="</tool_call>")
+            config.structured_output_config = ov_genai.StructuredOutputConfig(
+                structural_tags_config=ov_genai.StructuralTagsConfig(structural_tags=[tag], triggers=[TOOL_CALL_OPEN])
+            )
+        elif params.json_schema is not None:
+            config.structured_output_config = ov_genai.StructuredOutputConfig(json_schema=json.dumps(params.json_schema))
+        return _Prepared(input_ids, config, params.stop, tools, forced)
+
+    def _config(self, params: GenerationParams, room: int) -> ov_genai.GenerationConfig:
+        base = self._base_config
+        config = ov_genai.GenerationConfig()
+        for name in ("eos_token_id", "stop_token_ids", "do_sample", "temperature", "top_p", "top_k", "repetition_penalty"):
+            setattr(config, name, getattr(base, name))
+        wanted = params.max_new_tokens
+        if wanted is None:
+            wanted = base.max_new_tokens if 0 < base.max_new_tokens < 2**31 else DEFAULT_MAX_NEW_TOKENS
+        config.max_new_tokens = max(1, min(wanted, room))
+        config.apply_chat_template = False
+        if params.temperature is not None:
+            config.do_sample = params.temperature > 0
+            if params.temperature > 0:
+                config.temperature = params.temperature
+        if params.top_p is not None:
+            config.top_p = params.top_p
+        if params.top_k is not None:
+            config.top_k = params.top_k or _TOP_K_NONE
+        if params.repetition_penalty is not None:
+            config.repetition_penalty = params.repetition_penalty
+        if params.presence_penalty is not None:
+            config.presence_penalty = params.presence_penalty
+        if params.frequency_penalty is not None:
+            config.frequency_penalty = params.frequency_penalty
+        if params.seed is not None:
+            config.rng_seed = params.seed
+        if params.stop:
+            config.stop_strings = set(params.stop)
+            config.include_stop_str_in_output = True  # we cut on text ourselves, across token boundaries
+        try:
+            config.validate()
+        except Exception as e:
+            raise InvalidParameterError(f"Invalid generation parameters: {e}") from None
+        return config
+
+
+def _generation(final: Chunk, parts: list[str]) -> Generation:
+    assert final.usage is not None and final.timing is not None
+    return Generation(
+        text="".join(parts),
+        finish_reason=final.finish_reason or "stop",
+        usage=final.usage,
+        timing=final.timing,
+        tool_calls=final.tool_calls,
+        model_name=final.model_name,
+    )
+
+
+class _Output:
+    """Turns one request's scheduler events into Chunks: stop strings, tool-call markup, usage, timing.
+
+    Text that might be the start of a stop string or of ``<tool_call>`` is held back until it is
+    known not to be; a stop string ends the request (it is not part of the output); tool-call markup
+    is never emitted as text but parsed into ``tool_calls`` on the final chunk.
+    """
+
+    def __init__(self, engine: Engine, prep: _Prepared) -> None:
+        self._engine = engine
+        self._prep = prep
+        self._acc = ""
+        self._emitted = 0
+        self._stopped = False  # a stop string was found
+        self._markers = prep.stop + ((TOOL_CALL_OPEN,) if prep.tools and not prep.forced_tool else ())
+        self.done = False
+
+    def feed(self, event: Event, ticket: Ticket) -> Iterator[Chunk]:
+        if isinstance(event, ErrorEvent):
+            self.done = True
+            raise event.error
+        if isinstance(event, TextEvent):
+            if self._stopped:
+                return
+            text = self._on_text(event.text)
+            if self._stopped:
+                ticket.cancel()
+            if text:
+                yield Chunk(text=text, model_name=self._engine.model_name)
+            return
+        assert isinstance(event, EndEvent)
+        self.done = True
+        yield self._final(event)
+
+    def _on_text(self, delta: str) -> str:
+        prep = self._prep
+        self._acc += delta
+        if prep.forced_tool:
+            return ""
+        if prep.stop:
+            start = max(0, self._emitted - max(map(len, prep.stop)))
+            hits = [i for i in (self._acc.find(s, start) for s in prep.stop) if i >= 0]
+            if hits:
+                self._acc = self._acc[: min(hits)]
+                self._stopped = True
+        limit = len(self._acc)
+        if prep.tools:
+            at = self._acc.find(TOOL_CALL_OPEN)
+            if at >= 0:
+                limit = at
+            elif self._emitted == 0 and self._acc.lstrip().startswith(("{", "[")):
+                limit = 0  # may be a bare JSON tool call: decide at the end
+        if not self._stopped:
+            limit = min(limit, len(self._acc) - _partial_marker(self._acc, self._markers))
+        if limit <= self._emitted:
+            return ""
+        text = self._acc[self._emitted : limit]
+        self._emitted = limit
+        return text
+
+    def _final(self, end: EndEvent) -> Chunk:
+        prep = self._prep
+        text = self._acc
+        calls = []
+        if prep.forced_tool:
+            content, calls = parse_tool_calls(TOOL_CALL_OPEN + "\n" + text, prep.tools)
+            if not calls:
+                raise OpenVINOLLMError(
+                    f"The model did not finish its constrained tool call within max_new_tokens "
+                    f"({prep.config.max_new_tokens}); raise max_new_tokens. Output so far: {text!r:.200}"
+                )
+            text = ""
+        elif prep.tools:
+            text, calls = parse_tool_calls(text, prep.tools)
+        rest = text[self._emitted :] if text.startswith(self._acc[: self._emitted]) else ""
+        if calls:
+            reason = "tool_calls"
+        elif self._stopped:
+            reason = "stop"
+        else:
+            reason = end.finish_reason
+        timing = Timing(end.ttft_ms, end.tpot_ms, end.throughput_tps, end.total_ms, self._engine.load_ms)
+        return Chunk(
+            text=rest,
+            finish_reason=reason,  # type: ignore[arg-type]
+            usage=Usage(end.input_tokens, end.output_tokens),
+            timing=timing,
+            tool_calls=calls,
+            model_name=self._engine.model_name,
+        )
+
+
+def _partial_marker(text: str, markers: Sequence[str]) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of one of ``markers``."""
+    best = 0
+    for m in markers:
+        for n in range(min(len(m) - 1, len(text)), best, -1):
+            if text.endswith(m[:n]):
+                best = n
+                break
+    return best
+
+
+def _guess_context_window(base: ov_genai.GenerationConfig) -> int:
+    if 0 < base.max_length < 2**31 - 1:
+        return int(base.max_length)
+    return 2048
+
+
+# ---- loading -------------------------------------------------------------------------------------
+
+
+def _load_genai(
+    path: Path, device: str, properties: Mapping[str, Any], scheduler_config: Mapping[str, Any] | None, name: str
+) -> tuple[BatchScheduler, ov_genai.Tokenizer, ov_genai.GenerationConfig]:
+    sc = ov_genai.SchedulerConfig()
+    for key, value in (scheduler_config or {}).items():
+        if not hasattr(sc, key):
+            raise InvalidParameterError(
+                f"Unknown scheduler_config option {key!r}; known: {[k for k in dir(sc) if not k.startswith('_')]}."
+            )
+        setattr(sc, key, value)
+    try:
+        pipe = ov_genai.ContinuousBatchingPipeline(str(path), sc, device, dict(properties))
+    except Exception as e:
+        raise OpenVINOLLMError(
+            f"openvino-genai could not load {path} on {device}: {str(e).strip().splitlines()[0] if str(e).strip() else e}"
+        ) from e
+    tokenizer = pipe.get_tokenizer()
+    return BatchScheduler(pipe, tokenizer, name), tokenizer, pipe.get_config()
+
+
+def _load_optimum(
+    path: Path, device: str, properties: Mapping[str, Any]
+) -> tuple[Any, ov_genai.Tokenizer, ov_genai.GenerationConfig]:
+    from ._optimum_backend import load_optimum_backend
+
+    return load_optimum_backend(path, device, properties)
+
+
+_engines: dict[tuple[Any, ...], Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def _forget(engine: Engine) -> None:
+    with _engines_lock:
+        for key in [k for k, v in _engines.items() if v is engine]:
+            del _engines[key]
+
+
+def load_engine(
+    model: str | Path | None = None,
+    *,
+    device: str = "AUTO",
+    weight_format: str | None = None,
+    ov_config: Mapping[str, Any] | None = None,
+    backend: Backend = "auto",
+    cache_dir: str | Path | None = None,
+    scheduler_config: Mapping[str, Any] | None = None,
+    trust_remote_code: bool = False,
+    **export_options: Any,
+) -> Engine:
+    """Resolve ``model`` (IR folder, .gguf, HF folder, hub id, or None for the default), load it once.
+
+    Objects asking for the same model, device, backend and options share one :class:`Engine`.
+    ``export_options`` (``group_size``, ``ratio``, ``sym``, ``awq``, ``scale_estimation``,
+    ``dataset``) tune weight compression when the model is exported.
+    """
+    from .devices import check_device, compile_properties
+    from .sources import resolve_model
+
+    if backend not in ("auto", "genai", "optimum"):
+        raise InvalidParameterError(f"backend={backend!r} is unknown; use 'auto', 'genai' or 'optimum'.")
+    device = check_device(device)
+    properties = compile_properties(ov_config, cache_dir)
+    compression = None
+    if weight_format is not None or export_options:
+        from .export import CompressionOptions
+
+        compression = CompressionOptions(weight_format=weight_format, **export_options)
+    resolved = resolve_model(
+        model, weight_format=weight_format, compression=compression, cache_dir=cache_dir, trust_remote_code=trust_remote_code
+    )
+    key = (
+        str(resolved.path),
+        device,
+        backend,
+        json.dumps(properties, sort_keys=True, default=str),
+        json.dumps(dict(scheduler_config or {}), sort_keys=True, default=str),
+    )
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            context = None
+            try:
+                from .sources import read_model_config
+
+                context = read_model_config(resolved).context_window
+            except Exception:
+                log.debug("no context window in the model config of %s", resolved.path, exc_info=True)
+            engine = Engine(
+                resolved.path,
+                name=resolved.name,
+                device=device,
+                properties=properties,
+                context_window=context,
+                scheduler_config=scheduler_config,
+                backend=backend,
+            )
+            _engines[key] = engine
+    return engine
+
+
+@atexit.register
+def _close_all() -> None:
+    with _engines_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine._scheduler.close(timeout=2.0)
+
+
+__all__ = ["DEFAULT_MAX_NEW_TOKENS", "Engine", "load_engine"]

@@ -1,0 +1,133 @@
+"""Reranking with a cross-encoder on ``openvino_genai.TextRerankPipeline``::
+
+    from openvino_llm.rerank import RerankModel
+
+    reranker = RerankModel("cross-encoder/ms-marco-MiniLM-L-6-v2")
+    reranker.rerank("capital of France", ["Bananas are yellow.", "Paris is in France."])
+    # [(1, 0.99...), (0, 0.0...)]: (index, score), best first
+
+Scores are the model's relevance probabilities as OpenVINO GenAI computes them: the sigmoid of the
+logit for a one-label cross-encoder (what sentence-transformers' ``CrossEncoder.predict`` returns for
+such a model), the softmax probability of label 1 for a two-label one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .devices import check_device, compile_properties
+from .embeddings import _batches, _check_positive_int, _check_text, _check_texts, _freeze, _load_error, _shared_pipeline
+from .errors import InvalidParameterError
+
+# TextRerankPipeline.Config.top_n defaults to 3 and cuts inside the pipeline; ask for everything
+# and apply top_n here, after merging the batches.
+_ALL = 2**31 - 1
+
+
+class RerankModel:
+    """A local OpenVINO cross-encoder: scores how well each document answers a query.
+
+    No reranker ships with openvino-llm: pass a cross-encoder checkpoint (Hugging Face folder or hub
+    id, exported once into the cache) or its OpenVINO IR folder.
+
+    Install: ``pip install "openvino-llm[export]"``.
+
+    Example::
+
+        from openvino_llm.rerank import RerankModel
+
+        reranker = RerankModel("cross-encoder/ms-marco-MiniLM-L-6-v2", device="CPU", top_n=2)
+        docs = ["Bananas are yellow.", "Paris is the capital of France.", "Lyon is in France."]
+        for index, score in reranker.rerank("What is the capital of France?", docs):
+            print(f"{score:.3f}  {docs[index]}")
+
+    Args:
+        model: a cross-encoder (``...ForSequenceClassification`` with one or two labels).
+        device: OpenVINO device (``"AUTO"``, ``"CPU"``, ``"GPU"``, ``"NPU"``...).
+        ov_config: OpenVINO compile properties, e.g. ``{"INFERENCE_PRECISION_HINT": "f32"}``.
+        cache_dir: openvino-llm cache folder (exports and compiled models).
+        top_n: how many results :meth:`rerank` returns by default (``None``: all of them).
+        max_length: truncate each query + document pair to this many tokens (default: the tokenizer's limit).
+        batch_size: query + document pairs per inference call.
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        device: str = "AUTO",
+        ov_config: Mapping[str, Any] | None = None,
+        cache_dir: str | Path | None = None,
+        top_n: int | None = None,
+        max_length: int | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        if model is None:
+            raise InvalidParameterError(
+                "RerankModel needs a model: no default reranker ships with openvino-llm. Pass a cross-encoder, "
+                'e.g. RerankModel("cross-encoder/ms-marco-MiniLM-L-6-v2") or the path of its OpenVINO IR folder.'
+            )
+        self.top_n = _check_positive_int(top_n, "top_n", optional=True)
+        self.max_length = _check_positive_int(max_length, "max_length", optional=True)
+        self.batch_size: int = _check_positive_int(batch_size, "batch_size", optional=False)  # type: ignore[assignment]
+        self.device = check_device(device)
+        properties = compile_properties(ov_config, cache_dir)
+
+        from .sources import resolve_model
+
+        resolved = resolve_model(model, task="text-classification", cache_dir=cache_dir)
+        self.path: Path = Path(resolved.path)
+        self.model_name: str = resolved.name
+        if resolved.kind != "ir":
+            raise InvalidParameterError(
+                f"{self.model_name} is a {resolved.kind} file; reranking needs a cross-encoder checkpoint "
+                f"(e.g. cross-encoder/ms-marco-MiniLM-L-6-v2) or its OpenVINO IR folder."
+            )
+        key = ("text-rerank", str(self.path.resolve()), self.device, _freeze(properties), self.max_length)
+        self._shared = _shared_pipeline(key, lambda: self._load(properties))
+
+    def _load(self, properties: dict[str, Any]) -> Any:
+        import openvino_genai
+
+        config = openvino_genai.TextRerankPipeline.Config()
+        config.top_n = _ALL
+        if self.max_length is not None:
+            config.max_length = self.max_length
+        try:
+            return openvino_genai.TextRerankPipeline(self.path, self.device, config, **properties)
+        except RuntimeError as error:
+            raise _load_error(
+                "reranker",
+                self.path,
+                self.device,
+                error,
+                "Pass a cross-encoder (a Hugging Face text-classification checkpoint or its OpenVINO export).",
+            ) from error
+
+    def __repr__(self) -> str:
+        return f"RerankModel({self.model_name!r}, device={self.device!r}, top_n={self.top_n!r})"
+
+    def rerank(self, query: str, documents: list[str], top_n: int | None = None) -> list[tuple[int, float]]:
+        """``(index in documents, score)`` pairs, best first; at most ``top_n`` (default: the model's)."""
+        query = _check_text(query, "query")
+        docs = _check_texts(documents, "documents", "rerank")
+        limit = _check_positive_int(top_n, "top_n", optional=True) or self.top_n
+        scored: list[tuple[int, float]] = []
+        for start, batch in zip(range(0, len(docs), self.batch_size), _batches(docs, self.batch_size)):
+            results = self._shared.call(lambda p, b=batch: p.rerank(query, b))
+            scored.extend((start + int(i), float(score)) for i, score in results)
+        scored.sort(key=lambda pair: (-pair[1], pair[0]))
+        return scored[:limit] if limit is not None else scored
+
+    async def arerank(self, query: str, documents: list[str], top_n: int | None = None) -> list[tuple[int, float]]:
+        """:meth:`rerank` in a worker thread: the event loop keeps running."""
+        _check_text(query, "query")
+        _check_texts(documents, "documents", "arerank")
+        _check_positive_int(top_n, "top_n", optional=True)
+        return await asyncio.to_thread(self.rerank, query, documents, top_n)
+
+
+__all__ = ["RerankModel"]
