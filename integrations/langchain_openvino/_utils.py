@@ -26,7 +26,7 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from openvino_llm.errors import InvalidParameterError
-from openvino_llm.tools import check_tool_choice, validate_json_schema, validate_tools
+from openvino_llm.tools import check_tool_choice, validate_json_schema
 from openvino_llm.types import Chunk, Generation, Message, ToolSpec
 from typing_extensions import is_typeddict
 
@@ -166,7 +166,7 @@ def to_tool_specs(tools: Sequence[Any]) -> tuple[ToolSpec, ...]:
                 "parameters": function.get("parameters") or {"type": "object", "properties": {}},
             }
         )
-    return validate_tools(specs)
+    return tuple(specs)  # the core validates names and schemas when the tools are used
 
 
 def to_core_tool_choice(tool_choice: Any, tools: Sequence[ToolSpec]) -> str | None:

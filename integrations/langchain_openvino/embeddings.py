@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
-from openvino_llm.embeddings import EmbeddingModel
 from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from openvino_llm.embeddings import EmbeddingModel
 
 
 class OpenVINOEmbeddings(BaseModel, Embeddings):

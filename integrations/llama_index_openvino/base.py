@@ -236,7 +236,9 @@ class OpenVINO(FunctionCallingLLM):
     def _path_to_str(cls, value: Any) -> Any:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
 
-    def model_post_init(self, context: Any, /) -> None:
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # Loaded after validation, so core errors (missing model, bad device...) reach the caller unchanged.
         self._engine = load_engine(
             self.model,
             device=self.device,
@@ -332,9 +334,7 @@ class OpenVINO(FunctionCallingLLM):
         return stream_chat_to_completion_decorator(self.stream_chat)(prompt, **kwargs)
 
     @llm_completion_callback()
-    async def astream_complete(
-        self, prompt: str, formatted: bool = False, **kwargs: Any
-    ) -> CompletionResponseAsyncGen:
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         return await astream_chat_to_completion_decorator(self.astream_chat)(prompt, **kwargs)
 
     # -- tool calling ------------------------------------------------------------------------------
@@ -396,7 +396,9 @@ class OpenVINO(FunctionCallingLLM):
                 f"{(response.message.content or '')[:200]!r}. Pass tool_required=True to force a call."
             )
         return [
-            ToolSelection(tool_id=call.tool_call_id or call.tool_name, tool_name=call.tool_name, tool_kwargs=call.tool_kwargs)
+            ToolSelection(
+                tool_id=call.tool_call_id or call.tool_name, tool_name=call.tool_name, tool_kwargs=call.tool_kwargs
+            )
             for call in calls
         ]
 
@@ -405,7 +407,9 @@ class OpenVINO(FunctionCallingLLM):
     def _structured_call(
         self, output_cls: type[Model], prompt: BasePromptTemplate, llm_kwargs: dict[str, Any] | None, prompt_args: Any
     ) -> tuple[list[ChatMessage], dict[str, Any]]:
-        dispatcher.event(LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args))
+        dispatcher.event(
+            LLMStructuredPredictStartEvent(output_cls=output_cls, template=prompt, template_args=prompt_args)
+        )
         messages = self._get_messages(prompt, **prompt_args)
         return messages, {**(llm_kwargs or {}), "json_schema": output_cls.model_json_schema()}
 

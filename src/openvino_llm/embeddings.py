@@ -168,13 +168,30 @@ def _sentence_transformers_settings(folders: Sequence[Path]) -> _SentenceTransfo
     return _SentenceTransformersSettings()
 
 
-def _source_folders(model: object, resolved_path: Path) -> list[Path]:
-    """Where to look for sentence-transformers settings: the resolved IR folder, then the user's folder."""
-    folders = [resolved_path if resolved_path.is_dir() else resolved_path.parent]
-    if isinstance(model, (str, Path)):
-        given = Path(model).expanduser()
-        if given.is_dir() and given.resolve() != folders[0].resolve():
-            folders.append(given)
+def _source_folders(resolved: Any) -> list[Path]:
+    """Where sentence-transformers settings may be: the IR folder, then the checkpoint it came from.
+
+    An export keeps only the transformer, so the pooling config is read from the source checkpoint:
+    the user's folder, the default model's folder, or the hub id's snapshot in the local hub cache.
+    """
+    path = Path(resolved.path)
+    folders = [path if path.is_dir() else path.parent]
+    source = str(resolved.source)
+    if source == "default":
+        from .sources import default_model_path
+
+        folders.append(default_model_path("feature-extraction")[0])
+    elif Path(source).expanduser().is_dir():
+        folders.append(Path(source).expanduser())
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(source, "modules.json")
+        except Exception:  # no huggingface_hub, or not a hub id: nothing more to read
+            cached = None
+        if isinstance(cached, str):
+            folders.append(Path(cached).parent)
     return folders
 
 
@@ -248,7 +265,7 @@ class EmbeddingModel:
                 f"{self.model_name} is a {resolved.kind} file; text embeddings need an OpenVINO IR folder or a "
                 f"Hugging Face embedding checkpoint (e.g. sentence-transformers/all-MiniLM-L6-v2)."
             )
-        settings = _sentence_transformers_settings(_source_folders(model, self.path))
+        settings = _sentence_transformers_settings(_source_folders(resolved))
         self.pooling: str = pooling or settings.pooling or "mean"
         self.normalize = normalize
         self.max_length: int | None = max_length or settings.max_length

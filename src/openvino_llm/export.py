@@ -27,6 +27,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -366,6 +367,10 @@ def _library_verbosity() -> Iterator[None]:
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     restore: list[Callable[[], None]] = []
     try:
+        warn_ctx = warnings.catch_warnings()
+        warn_ctx.__enter__()
+        restore.append(lambda: warn_ctx.__exit__(None, None, None))
+        warnings.simplefilter("ignore")
         for n in names:
             logging.getLogger(n).setLevel(logging.ERROR)
         with contextlib.suppress(Exception):

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .devices import check_device, compile_properties
-from .embeddings import _batches, _check_positive_int, _check_text, _check_texts, _freeze, _load_error, _shared_pipeline
+from .embeddings import _check_positive_int, _check_text, _check_texts, _freeze, _load_error, _shared_pipeline
 from .errors import InvalidParameterError
 
 # TextRerankPipeline.Config.top_n defaults to 3 and cuts inside the pipeline; ask for everything
@@ -116,7 +116,8 @@ class RerankModel:
         docs = _check_texts(documents, "documents", "rerank")
         limit = _check_positive_int(top_n, "top_n", optional=True) or self.top_n
         scored: list[tuple[int, float]] = []
-        for start, batch in zip(range(0, len(docs), self.batch_size), _batches(docs, self.batch_size)):
+        for start in range(0, len(docs), self.batch_size):
+            batch = docs[start : start + self.batch_size]
             results = self._shared.call(lambda p, b=batch: p.rerank(query, b))
             scored.extend((start + int(i), float(score)) for i, score in results)
         scored.sort(key=lambda pair: (-pair[1], pair[0]))

