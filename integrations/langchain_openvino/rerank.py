@@ -96,9 +96,14 @@ class OpenVINORerank(BaseDocumentCompressor):
             device=self.device,
             ov_config=self.ov_config,
             cache_dir=self.cache_dir,
+            top_n=self.top_n,
             max_length=self.max_length,
             batch_size=self.batch_size,
         )
+
+    def _top_n(self, documents: Sequence[Document]) -> int | None:
+        # The current field value (it may have been changed since construction); None means all.
+        return self.top_n if self.top_n is not None else (len(documents) or None)
 
     def compress_documents(
         self,
@@ -107,7 +112,7 @@ class OpenVINORerank(BaseDocumentCompressor):
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         """The documents reranked against ``query``, best first, at most ``top_n``."""
-        return _reranked(documents, self._model.rerank(query, _texts(documents), top_n=self.top_n))
+        return _reranked(documents, self._model.rerank(query, _texts(documents), top_n=self._top_n(documents)))
 
     async def acompress_documents(
         self,
@@ -116,7 +121,8 @@ class OpenVINORerank(BaseDocumentCompressor):
         callbacks: Callbacks | None = None,
     ) -> Sequence[Document]:
         """:meth:`compress_documents` without blocking the event loop."""
-        return _reranked(documents, await self._model.arerank(query, _texts(documents), top_n=self.top_n))
+        ranking = await self._model.arerank(query, _texts(documents), top_n=self._top_n(documents))
+        return _reranked(documents, ranking)
 
 
 __all__ = ["OpenVINORerank"]

@@ -79,6 +79,7 @@ class OpenVINORerank(BaseNodePostprocessor):
             device=self.device,
             ov_config=self.ov_config,
             cache_dir=self.cache_dir,
+            top_n=self.top_n,
             max_length=self.max_length,
             batch_size=self.batch_size,
         )
@@ -98,6 +99,10 @@ class OpenVINORerank(BaseNodePostprocessor):
                     f"nodes[{i}] must be a NodeWithScore, got {type(node).__name__}: {node!r:.80}."
                 )
         return query_bundle, [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+
+    def _top_n(self, nodes: list[NodeWithScore]) -> int | None:
+        # The current field value (it may have been changed since construction); None means all.
+        return self.top_n if self.top_n is not None else (len(nodes) or None)
 
     def _reranked(self, nodes: list[NodeWithScore], ranking: list[tuple[int, float]]) -> list[NodeWithScore]:
         out = []
@@ -137,14 +142,17 @@ class OpenVINORerank(BaseNodePostprocessor):
     ) -> list[NodeWithScore]:
         bundle, texts = self._inputs(nodes, query_bundle)
         with self._events(nodes, bundle) as done:
-            return done(self._reranked(nodes, self._model.rerank(bundle.query_str, texts, top_n=self.top_n)))
+            ranking = self._model.rerank(bundle.query_str, texts, top_n=self._top_n(nodes))
+            return done(self._reranked(nodes, ranking))
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
     ) -> list[NodeWithScore]:
         bundle, texts = self._inputs(nodes, query_bundle)
         with self._events(nodes, bundle) as done:
-            return done(self._reranked(nodes, await self._model.arerank(bundle.query_str, texts, top_n=self.top_n)))
+            return done(
+                self._reranked(nodes, await self._model.arerank(bundle.query_str, texts, top_n=self._top_n(nodes)))
+            )
 
 
 __all__ = ["OpenVINORerank"]

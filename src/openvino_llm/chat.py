@@ -10,6 +10,7 @@ ChatML) we render a tool section into the system prompt and the calls/results as
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +21,18 @@ from .tools import TOOL_CALL_OPEN, render_tool_calls, tool_system_prompt
 from .types import Message, ToolSpec
 
 _ROLES = ("system", "user", "assistant", "tool")
+_SPECIAL_SHAPE = re.compile(r"<\|?[^<>\s]{1,40}\|?>|\[/?[A-Z_]{2,20}\]")
+_BREAK = "\u200b"  # zero-width space: splits a special token's text so it tokenizes as plain text
+
+
+def special_token_texts(tokenizer: ov_genai.Tokenizer) -> tuple[str, ...]:
+    """Texts the tokenizer turns into one special/added token even inside plain text (``<|im_end|>``...)."""
+    found = []
+    for raw in tokenizer.get_vocab():
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        if _SPECIAL_SHAPE.fullmatch(text) and tokenizer.encode(f"x{text}x", add_special_tokens=False).input_ids.shape[-1] == 3:
+            found.append(text)
+    return tuple(sorted(found, key=len, reverse=True))
 
 
 def normalize_messages(messages: str | Sequence[Message]) -> list[Message]:
@@ -78,6 +91,14 @@ class ChatRenderer:
         template = tokenizer.chat_template or ""
         self.has_template = bool(template.strip())
         self.native_tools = "tools" in template and "tool_call" in template
+        self._special = special_token_texts(tokenizer)
+
+    def defuse(self, text: str) -> str:
+        """``text`` with every special-token string broken up, so content can never open a new turn."""
+        for token in self._special:
+            if token in text:
+                text = text.replace(token, token[0] + _BREAK + token[1:])
+        return text
 
     def render(
         self,
@@ -87,6 +108,7 @@ class ChatRenderer:
         prefill: str = "",
     ) -> str:
         """The prompt text for ``messages``, ending with the assistant generation prompt (+ ``prefill``)."""
+        messages = [{**m, "content": self.defuse(m["content"])} for m in messages]  # type: ignore[misc]
         if self.native_tools:
             history = [self._native(m) for m in messages]
             native = [{"type": "function", "function": dict(t)} for t in tools] or None

@@ -105,9 +105,7 @@ def _batches(items: list[str], size: int) -> list[list[str]]:
 
 
 def _load_error(kind: str, path: Path, device: str, error: Exception, hint: str) -> OpenVINOLLMError:
-    return ModelNotFoundError(
-        f"Could not load {path} as a {kind} model on {device}: {error}. {hint}"
-    )
+    return ModelNotFoundError(f"Could not load {path} as a {kind} model on {device}: {error}. {hint}")
 
 
 # --- sentence-transformers settings --------------------------------------------------------------

@@ -97,7 +97,7 @@ class TestChatOpenVINOIntegration(_Capabilities, ChatModelIntegrationTests):
     def test_json_mode(self, model: BaseChatModel) -> None:
         super().test_json_mode(model)
 
-    @pytest.mark.xfail(reason="model limit: SmolLM2-135M mangles the Japanese customer name it should copy")
+    @pytest.mark.xfail(reason="model limit: SmolLM2-135M writes the tool name, not the Chinese/Japanese customer name, into the call")
     def test_unicode_tool_call_integration(
         self, model: BaseChatModel, *, tool_choice: str | None = None, force_tool_call: bool = True
     ) -> None:

