@@ -154,51 +154,69 @@ def _as_list(objects: Any) -> list[Any] | None:
 class OpenVINO(FunctionCallingLLM):
     """A local LLM running on OpenVINO (CPU, GPU or NPU), for LlamaIndex.
 
-    Install: ``pip install "openvino-llm[llama-index]"``. ``model`` is an OpenVINO IR folder, a
-    ``.gguf`` file, a Hugging Face folder, a hub id (exported once, then cached) or ``None`` for the
-    default model. Objects built on the same model, device and options share one loaded engine, and
-    concurrent requests are batched together by it.
+    Install::
 
-    Example:
-        .. code-block:: python
+        pip install "openvino-llm[llama-index]"
 
-            from llama_index.core import Settings
-            from llama_index.core.llms import ChatMessage
-            from llama_index.core.tools import FunctionTool
-            from pydantic import BaseModel
+    Setup: ``model`` is an OpenVINO IR folder, a ``.gguf`` file, a Hugging Face folder, a hub id
+    (exported to OpenVINO once, then cached) or ``None`` for the default model (SmolLM2-135M-Instruct).
+    Sampling defaults come from the model's generation config; ``temperature=0`` is greedy. Objects on
+    the same model, device and options share one loaded engine, which batches concurrent requests.
+    Every response carries ``prompt_tokens`` / ``completion_tokens`` / ``total_tokens`` and ``timing``
+    in ``raw`` and ``additional_kwargs``.
 
-            from llama_index_openvino import OpenVINO
+    Chat, complete and stream::
 
-            llm = OpenVINO(model=None, device="CPU", max_new_tokens=64)  # or an IR folder, .gguf, hub id
-            Settings.llm = llm
+        from llama_index.core import Settings
+        from llama_index.core.llms import ChatMessage
 
-            print(llm.complete("The capital of France is"))
-            messages = [
-                ChatMessage(role="system", content="You are a helpful assistant."),
-                ChatMessage(role="user", content="Name three colours."),
-            ]
-            for part in llm.stream_chat(messages):
+        from llama_index_openvino import OpenVINO
+
+        llm = OpenVINO(model=None, device="CPU", max_new_tokens=64)
+        Settings.llm = llm  # used by indexes, query engines and agents from here on
+
+        messages = [
+            ChatMessage(role="system", content="You are a helpful assistant."),
+            ChatMessage(role="user", content="What is the capital of France?"),
+        ]
+        response = llm.chat(messages)
+        print(response.message.content, response.raw["usage"], response.raw["timing"]["ttft_ms"])
+        print(llm.complete("Name three colours.").text)
+        for part in llm.stream_chat(messages):
+            print(part.delta, end="", flush=True)
+
+    Async (``achat``, ``acomplete``, ``astream_chat``, ``astream_complete``)::
+
+        import asyncio
+
+        async def main() -> None:
+            async for part in await llm.astream_chat(messages):
                 print(part.delta, end="", flush=True)
-            print(llm.chat(messages).raw["usage"])  # prompt_tokens, completion_tokens, total_tokens
 
+        asyncio.run(main())
 
-            def multiply(a: int, b: int) -> int:
-                \"\"\"Multiply two integers.\"\"\"
-                return a * b
+    Tool calling (``tool_required=True`` or ``tool_choice="<tool name>"`` constrain the output to a call)::
 
+        from llama_index.core.tools import FunctionTool
 
-            tool = FunctionTool.from_defaults(multiply)
-            print(llm.predict_and_call([tool], "What is 6 times 7?", tool_required=True))  # 42
+        def multiply(a: int, b: int) -> int:
+            \"\"\"Multiply two integers.\"\"\"
+            return a * b
 
+        tool = FunctionTool.from_defaults(multiply)
+        print(llm.predict_and_call([tool], "What is 6 times 7?", tool_required=True))  # 42
 
-            class City(BaseModel):
-                name: str
-                country: str
+    Structured output (decoding constrained to the class's JSON schema, so it always validates)::
 
+        from llama_index.core.prompts import PromptTemplate
+        from pydantic import BaseModel
 
-            from llama_index.core.prompts import PromptTemplate
+        class Person(BaseModel):
+            name: str
+            age: int
 
-            city = llm.structured_predict(City, PromptTemplate("Paris is in France. {q}"), q="Which city?")
+        prompt = PromptTemplate("Extract the person from this text: {text}")
+        print(llm.structured_predict(Person, prompt, text="Alice is 30 years old."))
     """
 
     model: str | None = Field(

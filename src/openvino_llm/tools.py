@@ -60,7 +60,8 @@ def validate_tools(tools: Iterable[ToolSpec]) -> tuple[ToolSpec, ...]:
     for i, tool in enumerate(tools):
         if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
             raise InvalidParameterError(
-                f"Tool #{i} must be a dict with 'name', 'description' and 'parameters' (a JSON schema), got {tool!r:.100}"
+                f"Tool #{i} must be a dict with 'name', 'description' and 'parameters' (a JSON schema), "
+                f"got {tool!r:.100}"
             )
         name = tool["name"]
         if not _NAME_RE.match(name):
@@ -130,7 +131,11 @@ def _hoist_defs(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
 def _rewrite_definitions_refs(node: Any) -> Any:
     if isinstance(node, dict):
         return {
-            k: (v.replace("#/definitions/", "#/$defs/") if k == "$ref" and isinstance(v, str) else _rewrite_definitions_refs(v))
+            k: (
+                v.replace("#/definitions/", "#/$defs/")
+                if k == "$ref" and isinstance(v, str)
+                else _rewrite_definitions_refs(v)
+            )
             for k, v in node.items()
         }
     if isinstance(node, list):

@@ -6,7 +6,8 @@ a few lines and users can call the engine directly::
     messages = [
         {"role": "system", "content": "You are terse."},
         {"role": "user", "content": "What is 6 times 7?"},
-        {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "name": "multiply", "arguments": {"a": 6, "b": 7}}]},
+        {"role": "assistant", "content": "",
+         "tool_calls": [{"id": "c1", "name": "multiply", "arguments": {"a": 6, "b": 7}}]},
         {"role": "tool", "content": "42", "tool_call_id": "c1", "name": "multiply"},
     ]
     tool = {"name": "multiply", "description": "Multiply two ints.", "parameters": {"type": "object", ...}}

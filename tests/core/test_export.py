@@ -165,7 +165,7 @@ def test_failed_export_leaves_no_entry_then_a_clean_one_works(
     assert first == second
     exports = [r for r in caplog.records if r.getMessage().startswith("Exporting")]
     assert len(exports) == 1
-    assert any("KB ->" in r.getMessage() for r in caplog.records)  # the size report line
+    assert any("KB ->" in r.getMessage() for r in caplog.records), [r.getMessage() for r in caplog.records]
     assert [e.path for e in list_cache(cache)] == [first.path]
     assert _generates(first.path)
 
