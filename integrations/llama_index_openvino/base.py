@@ -7,7 +7,6 @@ live in the core.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import AsyncGenerator, Generator, Sequence
 from contextlib import aclosing, closing
@@ -75,25 +74,16 @@ def _to_core_messages(messages: Sequence[ChatMessage]) -> list[Message]:
     out: list[Message] = []
     call_names: dict[str, str] = {}  # tool_call_id -> tool name, to name the tool results
     for i, message in enumerate(messages):
-        role = _ROLES[MessageRole(message.role)]
+        role = _ROLES[message.role]
         texts: list[str] = []
         calls = []
         for block in message.blocks:
             if isinstance(block, TextBlock):
                 texts.append(block.text)
-            elif isinstance(block, ToolCallBlock):
-                arguments = block.tool_kwargs
-                if isinstance(arguments, str):
-                    try:
-                        arguments = json.loads(arguments or "{}")
-                    except json.JSONDecodeError as e:
-                        raise InvalidParameterError(
-                            f"messages[{i}] has a tool call to {block.tool_name!r} whose arguments are not JSON "
-                            f"({e}); pass tool_kwargs as a dict."
-                        ) from e
-                call_id = block.tool_call_id or f"call_{i}_{len(calls)}"
+            elif isinstance(block, ToolCallBlock):  # arguments may be a dict or JSON text: the core checks them
+                call_id = block.tool_call_id or ""
                 call_names[call_id] = block.tool_name
-                calls.append({"id": call_id, "name": block.tool_name, "arguments": arguments})
+                calls.append({"id": call_id, "name": block.tool_name, "arguments": block.tool_kwargs})
             elif not isinstance(block, (CachePoint, ThinkingBlock)):
                 raise InvalidParameterError(
                     f"messages[{i}] holds a {type(block).__name__}: OpenVINO LLMs take text (and tool calls) "
@@ -103,10 +93,10 @@ def _to_core_messages(messages: Sequence[ChatMessage]) -> list[Message]:
         if calls:
             core["tool_calls"] = calls
         if role == "tool":
-            call_id = message.additional_kwargs.get("tool_call_id")
+            call_id = str(message.additional_kwargs.get("tool_call_id") or "")
             if call_id:
-                core["tool_call_id"] = str(call_id)
-            name = message.additional_kwargs.get("name") or call_names.get(str(call_id))
+                core["tool_call_id"] = call_id
+            name = message.additional_kwargs.get("name") or (call_names.get(call_id) if call_id else None)
             if name:
                 core["name"] = str(name)
         out.append(core)

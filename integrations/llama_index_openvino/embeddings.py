@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 from llama_index.core.base.embeddings.base import DEFAULT_EMBED_BATCH_SIZE, BaseEmbedding, Embedding
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
 
 from openvino_llm.embeddings import EmbeddingModel
 
@@ -63,6 +64,11 @@ class OpenVINOEmbedding(BaseEmbedding):
 
     _model: EmbeddingModel = PrivateAttr()
 
+    @field_validator("model", "cache_dir", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
     def __init__(
         self,
         model: str | Path | None = None,
@@ -70,7 +76,7 @@ class OpenVINOEmbedding(BaseEmbedding):
         embed_batch_size: int = DEFAULT_EMBED_BATCH_SIZE,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model=None if model is None else str(model), embed_batch_size=embed_batch_size, **kwargs)
+        super().__init__(model=model, embed_batch_size=embed_batch_size, **kwargs)
         # Built after pydantic validation so the core's errors reach the caller unwrapped.
         self._model = EmbeddingModel(
             self.model,

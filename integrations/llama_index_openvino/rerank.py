@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
 from llama_index.core.callbacks import CBEventType, EventPayload
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
@@ -54,7 +55,9 @@ class OpenVINORerank(BaseNodePostprocessor):
     ``InvalidParameterError``.
     """
 
-    model: str = Field(description="Cross-encoder: OpenVINO IR folder, Hugging Face folder or hub id.")
+    model: str | None = Field(
+        default=None, description="Cross-encoder: OpenVINO IR folder, Hugging Face folder or hub id (required)."
+    )
     top_n: int | None = Field(
         default=2, description="Number of nodes to return (LlamaIndex rerankers' usual default of 2); None: all."
     )
@@ -69,11 +72,14 @@ class OpenVINORerank(BaseNodePostprocessor):
 
     _model: RerankModel = PrivateAttr()
 
+    @field_validator("model", "cache_dir", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: Any) -> Any:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
     def __init__(self, model: str | Path | None = None, **kwargs: Any) -> None:
-        if model is None:  # let the core say why a model is needed
-            RerankModel(None)
-        super().__init__(model=str(model), **kwargs)
-        # Built after pydantic validation so the core's errors reach the caller unwrapped.
+        super().__init__(model=model, **kwargs)
+        # Built after pydantic validation so the core's errors (e.g. no model given) reach the caller unwrapped.
         self._model = RerankModel(
             self.model,
             device=self.device,

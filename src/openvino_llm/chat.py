@@ -17,7 +17,7 @@ from typing import Any
 import openvino_genai as ov_genai
 
 from .errors import InvalidParameterError
-from .tools import TOOL_CALL_OPEN, render_tool_calls, tool_system_prompt
+from .tools import TOOL_CALL_OPEN, TOOL_RESPONSE_CLOSE, TOOL_RESPONSE_OPEN, render_tool_calls, tool_system_prompt
 from .types import Message, ToolSpec
 
 _ROLES = ("system", "user", "assistant", "tool")
@@ -159,7 +159,7 @@ class ChatRenderer:
     @staticmethod
     def _as_text(m: Message) -> dict[str, Any]:
         if m["role"] == "tool":
-            return {"role": "user", "content": f"<tool_response>\n{m['content']}\n</tool_response>"}
+            return {"role": "user", "content": f"{TOOL_RESPONSE_OPEN}\n{m['content']}\n{TOOL_RESPONSE_CLOSE}"}
         if m.get("tool_calls"):
             calls = render_tool_calls(m["tool_calls"])
             return {"role": "assistant", "content": f"{m['content']}\n{calls}".strip()}

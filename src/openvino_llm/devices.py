@@ -1,10 +1,10 @@
 """OpenVINO devices: what is available, validating a device string, and compile properties.
 
-    >>> from openvino_llm.devices import available_devices, check_device
-    >>> "CPU" in available_devices()
-    True
-    >>> check_device("cpu")
-    'CPU'
+>>> from openvino_llm.devices import available_devices, check_device
+>>> "CPU" in available_devices()
+True
+>>> check_device("cpu")
+'CPU'
 """
 
 from __future__ import annotations

@@ -43,10 +43,10 @@ class _SharedPipeline:
     two models sharing the pipeline) must take turns.
     """
 
-    def __init__(self, pipeline: Any) -> None:
+    def __init__(self, pipeline: Any, **info: Any) -> None:
         self.pipeline = pipeline
         self.lock = threading.Lock()
-        self.info: dict[str, Any] = {}
+        self.info: dict[str, Any] = info  # facts about the model, e.g. "dimension"
 
     def call(self, fn: Callable[[Any], _T]) -> _T:
         with self.lock:
@@ -57,12 +57,12 @@ _PIPELINES: weakref.WeakValueDictionary[Hashable, _SharedPipeline] = weakref.Wea
 _PIPELINES_LOCK = threading.Lock()
 
 
-def _shared_pipeline(key: Hashable, load: Callable[[], Any]) -> _SharedPipeline:
+def _shared_pipeline(key: Hashable, load: Callable[[], _SharedPipeline]) -> _SharedPipeline:
     """The live pipeline for ``key``, loading it with ``load()`` when no model holds one any more."""
     with _PIPELINES_LOCK:
         shared = _PIPELINES.get(key)
         if shared is None:
-            shared = _SharedPipeline(load())
+            shared = load()
             _PIPELINES[key] = shared
         return shared
 
@@ -108,6 +108,28 @@ def _load_error(kind: str, path: Path, device: str, error: Exception, hint: str)
     return ModelNotFoundError(f"Could not load {path} as a {kind} model on {device}: {error}. {hint}")
 
 
+@dataclass(frozen=True)
+class _ModelIO:
+    """Input names and output (names, shape) of an IR, to tell an encoder from a classifier or an LLM."""
+
+    inputs: frozenset[str]
+    outputs: tuple[tuple[frozenset[str], Any], ...]
+
+    @property
+    def stateful(self) -> bool:  # a text-generation export with a KV cache
+        return "beam_idx" in self.inputs
+
+
+def _model_io(path: Path) -> _ModelIO:
+    import openvino
+
+    model = openvino.Core().read_model(path / "openvino_model.xml")
+    return _ModelIO(
+        inputs=frozenset(name for port in model.inputs for name in port.get_names()),
+        outputs=tuple((frozenset(port.get_names()), port.get_partial_shape()) for port in model.outputs),
+    )
+
+
 # --- sentence-transformers settings --------------------------------------------------------------
 
 
@@ -124,25 +146,23 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _pooling_from_config(config: Mapping[str, Any], where: Path) -> str:
+# sentence-transformers' Pooling config keys (older files) -> the names of its ``pooling_mode`` string.
+_ST_POOLING_KEYS = {
+    "pooling_mode_cls_token": "cls",
+    "pooling_mode_mean_tokens": "mean",
+    "pooling_mode_lasttoken": "lasttoken",
+    "pooling_mode_max_tokens": "max",
+    "pooling_mode_mean_sqrt_len_tokens": "mean_sqrt_len_tokens",
+    "pooling_mode_weightedmean_tokens": "weightedmean",
+}
+
+
+def _pooling_from_config(config: Mapping[str, Any]) -> str:
+    """The pooling a sentence-transformers Pooling config names (possibly one GenAI lacks, e.g. "max")."""
     mode = config.get("pooling_mode")  # newer sentence-transformers write one string
-    if isinstance(mode, str):
-        mode = {"cls": "cls", "mean": "mean", "lasttoken": "last_token", "last_token": "last_token"}.get(mode, mode)
-    elif config.get("pooling_mode_cls_token"):
-        mode = "cls"
-    elif config.get("pooling_mode_mean_tokens"):
-        mode = "mean"
-    elif config.get("pooling_mode_lasttoken"):
-        mode = "last_token"
-    else:
-        enabled = [k for k, v in config.items() if k.startswith("pooling_mode") and v]
-        mode = enabled[0].removeprefix("pooling_mode_") if enabled else "none"
-    if mode not in POOLING_TYPES:
-        raise InvalidParameterError(
-            f"The model's pooling ({mode!r}, in {where}) is not supported by OpenVINO GenAI. "
-            f"Pass pooling= one of {', '.join(POOLING_TYPES)} explicitly if one of them suits the model."
-        )
-    return str(mode)
+    if not isinstance(mode, str):
+        mode = next((name for key, name in _ST_POOLING_KEYS.items() if config.get(key)), "none")
+    return "last_token" if mode == "lasttoken" else mode
 
 
 def _sentence_transformers_settings(folders: Sequence[Path]) -> _SentenceTransformersSettings:
@@ -154,10 +174,9 @@ def _sentence_transformers_settings(folders: Sequence[Path]) -> _SentenceTransfo
         pooling = None
         for module in modules:
             if isinstance(module, dict) and str(module.get("type", "")).endswith(".Pooling"):
-                config_path = folder / str(module.get("path", "")) / "config.json"
-                config = _read_json(config_path)
+                config = _read_json(folder / str(module.get("path", "")) / "config.json")
                 if isinstance(config, dict):
-                    pooling = _pooling_from_config(config, config_path)
+                    pooling = _pooling_from_config(config)
         bert_config = _read_json(folder / "sentence_bert_config.json")
         max_length = bert_config.get("max_seq_length") if isinstance(bert_config, dict) else None
         return _SentenceTransformersSettings(
@@ -264,6 +283,11 @@ class EmbeddingModel:
                 f"Hugging Face embedding checkpoint (e.g. sentence-transformers/all-MiniLM-L6-v2)."
             )
         settings = _sentence_transformers_settings(_source_folders(resolved))
+        if pooling is None and settings.pooling is not None and settings.pooling not in POOLING_TYPES:
+            raise InvalidParameterError(
+                f"{self.model_name} pools with {settings.pooling!r} (its sentence-transformers config), which "
+                f"OpenVINO GenAI does not support. Pass pooling= one of {', '.join(POOLING_TYPES)} if one suits it."
+            )
         self.pooling: str = pooling or settings.pooling or "mean"
         self.normalize = normalize
         self.max_length: int | None = max_length or settings.max_length
@@ -283,9 +307,18 @@ class EmbeddingModel:
         )
         self._shared = _shared_pipeline(key, lambda: self._load(properties))
 
-    def _load(self, properties: dict[str, Any]) -> Any:
+    def _load(self, properties: dict[str, Any]) -> _SharedPipeline:
         import openvino_genai
 
+        io = _model_io(self.path)
+        hidden = io.outputs[0][1] if io.outputs else None
+        if io.stateful or hidden is None or hidden.rank.is_dynamic or hidden.rank.get_length() != 3:
+            what = "a text-generation model" if io.stateful else f"a model whose output has shape {hidden}"
+            raise ModelNotFoundError(
+                f"{self.path} is {what}, not a text-embedding encoder (output [batch, tokens, hidden]). Pass an "
+                "embedding checkpoint such as sentence-transformers/all-MiniLM-L6-v2 (exported for "
+                "feature-extraction); use RerankModel for cross-encoders and load_engine for LLMs."
+            )
         config = openvino_genai.TextEmbeddingPipeline.Config()
         config.pooling_type = getattr(openvino_genai.TextEmbeddingPipeline.PoolingType, self.pooling.upper())
         config.normalize = self.normalize
@@ -298,7 +331,7 @@ class EmbeddingModel:
         # config.batch_size is left unset on purpose: it fixes the model's batch dimension, and
         # embed_documents feeds batches of any size up to self.batch_size.
         try:
-            return openvino_genai.TextEmbeddingPipeline(self.path, self.device, config, **properties)
+            pipeline = openvino_genai.TextEmbeddingPipeline(self.path, self.device, config, **properties)
         except RuntimeError as error:
             raise _load_error(
                 "text-embedding",
@@ -307,6 +340,8 @@ class EmbeddingModel:
                 error,
                 "Pass an embedding model (a Hugging Face feature-extraction checkpoint or its OpenVINO export).",
             ) from error
+        width = hidden[2]
+        return _SharedPipeline(pipeline, **({"dimension": width.get_length()} if width.is_static else {}))
 
     def __repr__(self) -> str:
         return f"EmbeddingModel({self.model_name!r}, device={self.device!r}, pooling={self.pooling!r})"

@@ -35,6 +35,7 @@ from .chat import ChatRenderer, normalize_messages
 from .errors import ContextLengthExceededError, InvalidParameterError, OpenVINOLLMError
 from .tools import (
     TOOL_CALL_OPEN,
+    TOOL_RESPONSE_CLOSE,
     check_tool_choice,
     parse_tool_calls,
     tool_call_schema,
@@ -141,11 +142,10 @@ class Engine:
     def stream(self, messages: str | Sequence[Message], params: GenerationParams | None = None) -> Iterator[Chunk]:
         """Yield text chunks as they are produced; the last chunk carries finish reason, usage and timing.
 
+        Bad input raises here, before anything runs; the request is submitted when iteration starts.
         Breaking out of the loop (or closing the generator) cancels the request at once.
         """
-        prep = self._prepare(messages, params)
-        events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-        return self._stream_sync(prep, events, self._scheduler.submit(prep.input_ids, prep.config, events.put))
+        return self._stream_sync(self._prepare(messages, params))
 
     async def agenerate(
         self,
@@ -215,7 +215,9 @@ class Engine:
         if not self._scheduler.alive:
             raise OpenVINOLLMError(f"The generation worker of {self.model_name} stopped; load the model again.")
 
-    def _stream_sync(self, prep: _Prepared, events: queue.SimpleQueue[Event], ticket: Ticket) -> Iterator[Chunk]:
+    def _stream_sync(self, prep: _Prepared) -> Iterator[Chunk]:
+        events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        ticket = self._scheduler.submit(prep.input_ids, prep.config, events.put)
         out = _Output(self, prep)
         try:
             while not out.done:
@@ -244,7 +246,8 @@ class Engine:
         params = params or GenerationParams()
         if not isinstance(params, GenerationParams):
             raise InvalidParameterError(f"params must be a GenerationParams, got {type(params).__name__}.")
-        prompt, tools, choice = self._render(normalize_messages(messages), params)
+        messages = normalize_messages(messages)
+        prompt, tools, choice = self._render(messages, params)
         if params.json_schema is not None:
             validate_json_schema(params.json_schema)
             if tools and choice != "none":
@@ -275,7 +278,12 @@ class Engine:
             config.structured_output_config = ov_genai.StructuredOutputConfig(
                 json_schema=json.dumps(params.json_schema)
             )
-        return _Prepared(input_ids, config, params.stop, tools, forced)
+        stop = params.stop
+        if not self._renderer.native_tools and any(m["role"] == "tool" for m in messages):
+            stop = (*stop, TOOL_RESPONSE_CLOSE)  # small models echo the result's closing tag: end there
+            config.stop_strings = set(stop)
+            config.include_stop_str_in_output = True
+        return _Prepared(input_ids, config, stop, tools, forced)
 
     def _config(self, params: GenerationParams, room: int) -> ov_genai.GenerationConfig:
         base = self._base_config

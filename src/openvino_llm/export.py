@@ -148,7 +148,9 @@ class CompressionOptions:
                 f"{algo} is data-aware: pass dataset= (a list of texts, a text file, or a name such as 'wikitext2')."
             )
         if wf == "int8" and self.dataset is not None:
-            raise InvalidParameterError("dataset has no effect on int8 compression: drop it or use weight_format='int4'.")
+            raise InvalidParameterError(
+                "dataset has no effect on int8 compression: drop it or use weight_format='int4'."
+            )
 
     @property
     def is_data_aware(self) -> bool:
@@ -174,7 +176,9 @@ class CompressionOptions:
             if getattr(self, flag):
                 extras.append(flag)
         if self.dataset is not None:
-            extras.append("dataset " + (self.dataset if isinstance(self.dataset, str) else f"{len(self.dataset)} texts"))
+            extras.append(
+                "dataset " + (self.dataset if isinstance(self.dataset, str) else f"{len(self.dataset)} texts")
+            )
         return self.weight_format + (f" ({', '.join(extras)})" if extras else "")
 
     def optimum_quantization_config(self, model_id: str | None = None) -> dict[str, Any] | None:
@@ -237,9 +241,7 @@ def _normalize_dataset(dataset: Any) -> str | tuple[str, ...] | None:
     )
 
 
-def make_options(
-    weight_format: str | None = None, compression: CompressionOptions | None = None
-) -> CompressionOptions:
+def make_options(weight_format: str | None = None, compression: CompressionOptions | None = None) -> CompressionOptions:
     """Combine a ``weight_format`` shortcut with full :class:`CompressionOptions` (they must agree)."""
     if compression is not None and not isinstance(compression, CompressionOptions):
         raise InvalidParameterError(
@@ -490,8 +492,13 @@ def export_model(
     _check_output_dir(out_dir)
     with atomic_directory(out_dir) as tmp:
         report = _export_into(
-            str(source), tmp, task=task, options=options, trust_remote_code=trust_remote_code,
-            revision=revision, progress=progress,
+            str(source),
+            tmp,
+            task=task,
+            options=options,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            progress=progress,
         )
     report = _replace_path(report, out_dir)
     logger.info("Exported %s: %s", source, report.summary())
@@ -499,8 +506,9 @@ def export_model(
 
 
 def _replace_path(report: ExportReport, path: Path) -> ExportReport:
-    return ExportReport(path, report.source, report.task, report.options, report.size_before, report.size_after,
-                        report.seconds)
+    return ExportReport(
+        path, report.source, report.task, report.options, report.size_before, report.size_after, report.seconds
+    )
 
 
 def _export_into(
@@ -649,8 +657,9 @@ def _compress_into(
     start = time.perf_counter()
     xmls = _model_xmls(ir_dir)
     skip = {p.name for p in xmls} | {p.with_suffix(".bin").name for p in xmls} | {MARKER_FILE}
-    bar = _Progress(f"Compressing {ir_dir.name} to {options.weight_format}", ["copy", *[p.name for p in xmls]],
-                    progress)
+    bar = _Progress(
+        f"Compressing {ir_dir.name} to {options.weight_format}", ["copy", *[p.name for p in xmls]], progress
+    )
     try:
         bar.stage("copy")
         for item in ir_dir.iterdir():
@@ -689,7 +698,9 @@ def _nncf_compress(model: Any, options: CompressionOptions, xml: Path) -> Any:
         raise ExportError(f"Weight compression needs NNCF: {EXPORT_INSTALL_HINT} (or pip install nncf).") from e
     sym = options.sym
     if options.weight_format == "int8":
-        kwargs: dict[str, Any] = {"mode": nncf.CompressWeightsMode.INT8_SYM if sym else nncf.CompressWeightsMode.INT8_ASYM}
+        kwargs: dict[str, Any] = {
+            "mode": nncf.CompressWeightsMode.INT8_SYM if sym else nncf.CompressWeightsMode.INT8_ASYM
+        }
     else:
         kwargs = {
             "mode": nncf.CompressWeightsMode.INT4_SYM if sym else nncf.CompressWeightsMode.INT4_ASYM,

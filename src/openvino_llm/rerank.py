@@ -19,12 +19,27 @@ from pathlib import Path
 from typing import Any
 
 from .devices import check_device, compile_properties
-from .embeddings import _check_positive_int, _check_text, _check_texts, _freeze, _load_error, _shared_pipeline
-from .errors import InvalidParameterError
+from .embeddings import (
+    _check_positive_int,
+    _check_text,
+    _check_texts,
+    _freeze,
+    _load_error,
+    _model_io,
+    _read_json,
+    _shared_pipeline,
+    _SharedPipeline,
+)
+from .errors import InvalidParameterError, ModelNotFoundError
 
 # TextRerankPipeline.Config.top_n defaults to 3 and cuts inside the pipeline; ask for everything
 # and apply top_n here, after merging the batches.
 _ALL = 2**31 - 1
+
+
+def _model_type(folder: Path) -> str | None:
+    config = _read_json(folder / "config.json")
+    return config.get("model_type") if isinstance(config, dict) else None
 
 
 class RerankModel:
@@ -89,15 +104,16 @@ class RerankModel:
         key = ("text-rerank", str(self.path.resolve()), self.device, _freeze(properties), self.max_length)
         self._shared = _shared_pipeline(key, lambda: self._load(properties))
 
-    def _load(self, properties: dict[str, Any]) -> Any:
+    def _load(self, properties: dict[str, Any]) -> _SharedPipeline:
         import openvino_genai
 
+        self._check_is_cross_encoder()
         config = openvino_genai.TextRerankPipeline.Config()
         config.top_n = _ALL
         if self.max_length is not None:
             config.max_length = self.max_length
         try:
-            return openvino_genai.TextRerankPipeline(self.path, self.device, config, **properties)
+            pipeline = openvino_genai.TextRerankPipeline(self.path, self.device, config, **properties)
         except RuntimeError as error:
             raise _load_error(
                 "reranker",
@@ -106,6 +122,30 @@ class RerankModel:
                 error,
                 "Pass a cross-encoder (a Hugging Face text-classification checkpoint or its OpenVINO export).",
             ) from error
+        return _SharedPipeline(pipeline)
+
+    def _check_is_cross_encoder(self) -> None:
+        """Refuse what TextRerankPipeline would load and score as garbage: embedding encoders and LLMs.
+
+        A cross-encoder outputs ``logits`` of shape [batch, labels]; the one decoder family OpenVINO
+        GenAI reranks with ([batch, tokens, vocab] logits) is Qwen3-Reranker (``model_type`` qwen3).
+        """
+        io = _model_io(self.path)
+        logits = next((shape for names, shape in io.outputs if "logits" in names), None)
+        rank = None if logits is None or logits.rank.is_dynamic else logits.rank.get_length()
+        if rank == 2 or (rank == 3 and _model_type(self.path) == "qwen3"):
+            return
+        if logits is None:
+            what = "an encoder without classification logits (an embedding model?)"
+        elif io.stateful:
+            what = "a text-generation model"
+        else:
+            what = f"a model with logits of shape {logits}"
+        raise ModelNotFoundError(
+            f"{self.path} is {what}, not a cross-encoder reranker. Pass a cross-encoder checkpoint "
+            "(...ForSequenceClassification, e.g. cross-encoder/ms-marco-MiniLM-L-6-v2) or its OpenVINO export; "
+            "use EmbeddingModel for embedding models."
+        )
 
     def __repr__(self) -> str:
         return f"RerankModel({self.model_name!r}, device={self.device!r}, top_n={self.top_n!r})"

@@ -157,8 +157,7 @@ def resolve_model(
     ggufs = sorted(path.glob("*.gguf"))
     hint = f" It holds GGUF files; pass one of them, e.g. {ggufs[0]}." if ggufs else ""
     raise ModelNotFoundError(
-        f"{path} is neither an OpenVINO IR folder ({IR_MODEL_FILE}) nor a Hugging Face checkpoint "
-        f"(config.json).{hint}"
+        f"{path} is neither an OpenVINO IR folder ({IR_MODEL_FILE}) nor a Hugging Face checkpoint (config.json).{hint}"
     )
 
 
@@ -319,8 +318,14 @@ def _export_cached(
     def build(tmp: Path) -> Any:
         logger.info("Exporting %s for %s (%s) into the cache ...", source, task, options.describe())
         return _export_into(
-            export_source, tmp, task=task, options=options, trust_remote_code=trust_remote_code,
-            revision=revision, progress=None, model_id=model_id,
+            export_source,
+            tmp,
+            task=task,
+            options=options,
+            trust_remote_code=trust_remote_code,
+            revision=revision,
+            progress=None,
+            model_id=model_id,
         )
 
     found = cached_entry(cache, key)
@@ -466,8 +471,7 @@ class ModelConfig:
 
 
 _GEN_KEYS = ("temperature", "top_p", "top_k", "repetition_penalty", "do_sample", "max_new_tokens")
-_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx",
-                 "max_seq_len")
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx", "max_seq_len")
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -536,7 +540,17 @@ def read_model_config(resolved: ResolvedModel) -> ModelConfig:
 # --- GGUF header reader (no dependency on the `gguf` package) --------------------------------
 
 _GGUF_SCALARS = {
-    0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d",
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
 }
 _GGUF_STRING, _GGUF_ARRAY = 8, 9
 _MAX_KEPT_ARRAY = 64

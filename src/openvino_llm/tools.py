@@ -21,6 +21,8 @@ from .types import ToolCall, ToolCallDict, ToolSpec
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
+TOOL_RESPONSE_OPEN = "<tool_response>"
+TOOL_RESPONSE_CLOSE = "</tool_response>"
 
 _SCHEMA_KEYWORDS = {
     "type", "properties", "anyOf", "oneOf", "allOf", "$ref", "enum", "const", "items", "$defs", "definitions",
@@ -229,6 +231,8 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> tuple[str, list[To
 __all__ = [
     "TOOL_CALL_CLOSE",
     "TOOL_CALL_OPEN",
+    "TOOL_RESPONSE_CLOSE",
+    "TOOL_RESPONSE_OPEN",
     "check_tool_choice",
     "new_call_id",
     "parse_tool_calls",

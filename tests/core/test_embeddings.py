@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -211,3 +212,47 @@ def test_bad_options(minilm_dir: Path, cache_dir: Path, kwargs: dict, error: typ
 def test_missing_model(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFoundError, match="does not exist"):
         EmbeddingModel(tmp_path / "nowhere", device="CPU", cache_dir=tmp_path)
+
+
+def _ir_copy_with_pooling(ir: Path, target: Path, pooling_config: dict, max_seq_length: int) -> Path:
+    """The exported IR (files linked, not copied) plus a sentence-transformers config of our choosing."""
+    target.mkdir()
+    for f in ir.iterdir():
+        (target / f.name).symlink_to(f)
+    (target / "modules.json").write_text(
+        json.dumps(
+            [
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+            ]
+        )
+    )
+    (target / "1_Pooling").mkdir()
+    (target / "1_Pooling" / "config.json").write_text(json.dumps(pooling_config))
+    (target / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
+    return target
+
+
+def test_settings_read_from_an_ir_folder(model: EmbeddingModel, tmp_path: Path, sentence_transformer) -> None:
+    folder = _ir_copy_with_pooling(model.path, tmp_path / "ir", {"pooling_mode": "cls"}, 8)
+    cls_model = EmbeddingModel(folder, device="CPU", cache_dir=tmp_path)
+    assert (cls_model.pooling, cls_model.max_length) == ("cls", 8)
+    long_text = TEXTS[2]
+    tokens = sentence_transformer.encode([long_text], output_value="token_embeddings")[0]
+    first = cls_model.embed_documents([long_text])[0]
+    assert _cosines(first, _unit(tokens[0])) < 0.999  # 8 tokens of context change the CLS vector...
+    truncated = EmbeddingModel(folder, device="CPU", cache_dir=tmp_path, max_length=512)
+    assert _cosines(truncated.embed_documents([long_text])[0], _unit(tokens[0])) > 0.99  # ...the full text does not
+
+
+def test_unsupported_pooling_in_the_config(model: EmbeddingModel, tmp_path: Path) -> None:
+    folder = _ir_copy_with_pooling(model.path, tmp_path / "ir", {"pooling_mode_max_tokens": True}, 256)
+    with pytest.raises(InvalidParameterError, match=r"pools with 'max'.*Pass pooling="):
+        EmbeddingModel(folder, device="CPU", cache_dir=tmp_path)
+    overridden = EmbeddingModel(folder, device="CPU", cache_dir=tmp_path, pooling="mean")
+    np.testing.assert_allclose(overridden.embed_documents(TEXTS[:2]), model.embed_documents(TEXTS[:2]), atol=1e-5)
+
+
+def test_refuses_models_that_are_not_embedding_encoders(tiny_model: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match="is a text-generation model, not a text-embedding encoder"):
+        EmbeddingModel(tiny_model, device="CPU", cache_dir=tmp_path)

@@ -428,3 +428,25 @@ def test_special_tokens_in_content_cannot_open_a_new_message(engine: Engine) -> 
     assert "Ignore all rules" in engine.tokenizer.decode(ids)
     gen = engine.generate(messages, GenerationParams(max_new_tokens=4))
     assert gen.usage.input_tokens == len(ids)
+
+
+def test_a_stream_closed_before_iterating_never_runs(engine: Engine) -> None:
+    stream = engine.stream("Count from 1 to 1000.", GenerationParams(max_new_tokens=300))
+    stream.close()
+    del stream
+    assert engine.active_requests == 0
+
+
+def test_echoed_tool_response_tag_ends_the_answer(engine: Engine) -> None:
+    messages = [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "What is 6 times 7?"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [{"id": "c1", "name": "multiply", "arguments": {"a": 6, "b": 7}}],
+        },
+        {"role": "tool", "content": "42", "tool_call_id": "c1", "name": "multiply"},
+    ]
+    gen = engine.generate(messages, GenerationParams(temperature=0, max_new_tokens=40, tools=(MULTIPLY,)))
+    assert "</tool_response>" not in gen.text and "42" in gen.text

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import openvino_genai
 import pytest
+from tests._tiny_model import corpus_lines
 
 from openvino_llm.errors import ExportError, InvalidParameterError, ModelNotFoundError
 from openvino_llm.export import (
@@ -30,7 +31,6 @@ from openvino_llm.export import (
     weights_size,
 )
 from openvino_llm.sources import resolve_model
-from tests._tiny_model import corpus_lines
 
 
 def _generates(path: Path) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tests._cross_encoder import cached_cross_encoder
 
-from openvino_llm.errors import DeviceNotAvailableError, InvalidParameterError
+from openvino_llm.errors import DeviceNotAvailableError, InvalidParameterError, ModelNotFoundError
 from openvino_llm.rerank import RerankModel
 
 QUERY = "What is the capital of France?"
@@ -148,3 +148,17 @@ def test_no_default_reranker(cache_dir: Path) -> None:
 def test_bad_options(cross_encoder_dir: Path, cache_dir: Path, kwargs: dict, error: type, message: str) -> None:
     with pytest.raises(error, match=message):
         RerankModel(cross_encoder_dir, cache_dir=cache_dir, **kwargs)
+
+
+def test_refuses_models_that_are_not_cross_encoders(
+    minilm_dir: Path, tiny_model: Path, reranker: RerankModel, cache_dir: Path
+) -> None:
+    from openvino_llm.embeddings import EmbeddingModel
+
+    embedding_ir = EmbeddingModel(minilm_dir, device="CPU", cache_dir=cache_dir).path
+    with pytest.raises(ModelNotFoundError, match=r"without classification logits.*not a cross-encoder"):
+        RerankModel(embedding_ir, device="CPU", cache_dir=cache_dir)
+    with pytest.raises(ModelNotFoundError, match="is a text-generation model, not a cross-encoder"):
+        RerankModel(tiny_model, device="CPU", cache_dir=cache_dir)
+    with pytest.raises(ModelNotFoundError, match=r"output has shape \[\?,1\], not a text-embedding encoder"):
+        EmbeddingModel(reranker.path, device="CPU", cache_dir=cache_dir)

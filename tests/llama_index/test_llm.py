@@ -3,6 +3,7 @@ usage and timing, metadata, instrumentation events, parameters and bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -162,6 +163,16 @@ async def test_chat_template_applied_once(llm: OpenVINO) -> None:
     )
 
 
+async def test_concurrent_requests(llm: OpenVINO) -> None:
+    """Concurrent calls share the one engine (batched there; the adapter holds no lock)."""
+    questions = ["Name a fruit.", "Name a country.", "Name an animal."]
+    responses = await asyncio.gather(*(llm.acomplete(q) for q in questions))
+    for question, response in zip(questions, responses, strict=True):
+        assert response.text.strip()
+        expected = llm.engine.count_tokens(llm.engine.render([{"role": "user", "content": question}]))
+        assert response.additional_kwargs["prompt_tokens"] == expected  # each got its own prompt
+
+
 def test_closing_a_stream_early_cancels_it(llm: OpenVINO) -> None:
     """Closing the LlamaIndex stream closes the core stream, which drops the request from the batch."""
     stream = llm.stream_chat([ChatMessage(role="user", content="Count from 1 to 1000.")], max_new_tokens=1000)
@@ -211,17 +222,6 @@ def test_bad_device_raises_core_error(smollm2_gguf: Path) -> None:
         OpenVINO(model=smollm2_gguf, device="NO_SUCH_DEVICE")
 
 
-def test_settings_llm(llm: OpenVINO) -> None:
-    from llama_index.core import Settings
-
-    old = Settings._llm
-    try:
-        Settings.llm = llm
-        assert Settings.llm is llm
-    finally:
-        Settings._llm = old
-
-
 # ---- per-call parameters and bad input ---------------------------------------------------------
 
 
@@ -264,6 +264,9 @@ async def test_unknown_tool_choice_raises(llm: OpenVINO) -> None:
         llm.chat_with_tools([tool], user_msg="Add 2 and 3.", tool_choice="subtract")
     with pytest.raises(InvalidParameterError, match="not a known tool"):
         await llm.achat_with_tools([tool], user_msg="Add 2 and 3.", tool_choice="subtract")
+    openai_style = {"type": "function", "function": {"name": "subtract"}}
+    with pytest.raises(InvalidParameterError, match="not a known tool"):
+        llm.chat_with_tools([tool], user_msg="Add 2 and 3.", tool_choice=openai_style)
     with pytest.raises(InvalidParameterError, match="needs at least one tool"):
         llm.chat_with_tools([], user_msg="Add 2 and 3.", tool_required=True)
 

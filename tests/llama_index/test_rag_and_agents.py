@@ -161,9 +161,11 @@ async def test_function_agent_calls_a_real_tool(llm: OpenVINO, streaming: bool) 
     handler = agent.run("What is 6 times 7?", max_iterations=4)
     results = [ev async for ev in handler.stream_events() if isinstance(ev, ToolCallResult)]
     answer = await handler
-    assert calls[0] == (6, 7)
-    assert results[0].tool_name == "multiply" and results[0].tool_kwargs == {"a": 6, "b": 7}
-    assert results[0].tool_output.content == "42"
+    assert calls == [(6, 7)]  # called once, with the numbers from the question
+    assert [(r.tool_name, r.tool_kwargs, r.tool_output.content) for r in results] == [
+        ("multiply", {"a": 6, "b": 7}, "42")
+    ]
+    # The final answer is the model's own turn after the tool result (it went back through the LLM).
     assert "42" in str(answer)
 
 

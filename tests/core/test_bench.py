@@ -1,0 +1,100 @@
+"""``openvino-llm bench``: the quick mode end to end on SmolLM2 (real inference), and its input checks.
+
+No timed assertions: the numbers depend on the machine; only their sanity is checked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from openvino_llm import InvalidParameterError
+from openvino_llm.bench import PROMPTS, Sample, build_parser, main, options_from_args, summarize
+
+
+def test_summarize_median_p90_and_per_token_rates() -> None:
+    # 11 tokens, first after 100 ms, the other 10 over 1000 ms -> TPOT 100 ms, 10 tok/s
+    samples = [Sample(100.0, 1100.0, 11), Sample(200.0, 1200.0, 11), Sample(300.0, 2300.0, 11)]
+    stats = summarize(samples)
+    assert stats["runs"] == 3
+    assert stats["ttft_ms"] == {"median": 200.0, "p90": 300.0}
+    assert stats["tpot_ms"] == {"median": 100.0, "p90": 200.0}
+    assert stats["decode_tps"] == {"median": 10.0, "p90": 10.0}
+    assert stats["e2e_ms"]["median"] == 1200.0
+    assert Sample(50.0, 50.0, 1).decode_tps == 0.0  # one token: no decode phase to measure
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--concurrency", "0,2"], "--concurrency"),
+        (["--concurrency", "two"], "--concurrency"),
+        (["--peers", "vllm"], "vllm"),
+        (["--systems", "nope"], "nope"),
+        (["--max-new-tokens", "1"], "--max-new-tokens"),
+        (["--runs", "0"], "--runs"),
+    ],
+)
+def test_bad_options_are_rejected_before_any_work(argv: list[str], match: str) -> None:
+    args = build_parser().parse_args(argv)
+    with pytest.raises(InvalidParameterError, match=match):
+        options_from_args(args)
+
+
+def test_bad_options_exit_code_and_message(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert main(["--concurrency", "0", "--out", str(tmp_path)]) == 2
+    assert "--concurrency" in capsys.readouterr().err
+    assert not (tmp_path / "bench.json").exists()
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_sane_results(smollm2_gguf: Path, cache_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    argv = [str(smollm2_gguf), "--quick", "--out", str(out), "--cache-dir", str(cache_dir), "--max-new-tokens", "8"]
+    assert main([*argv, "--peers", "llama-cpp-python"]) == 0
+
+    results = json.loads((out / "bench.json").read_text())
+    assert results["meta"]["model_kind"] == "gguf"
+    assert results["meta"]["model_size_bytes"]["default"] == smollm2_gguf.stat().st_size
+    # the peer is reported whether or not it is installed, never dropped
+    systems = {s["system"]: s for s in results["systems"]}
+    assert set(systems) == {"core-engine", "langchain-stream", "llama-cpp-python"}
+    assert systems["core-engine"]["status"] == systems["langchain-stream"]["status"] == "ok"
+    if systems["llama-cpp-python"]["status"] != "ok":
+        assert systems["llama-cpp-python"]["status"] == "not installed"
+        assert "pip install llama-cpp-python" in systems["llama-cpp-python"]["error"]
+
+    rows = {(r["system"], r["prompt"]): r for r in results["single_stream"]}
+    for system in ("core-engine", "langchain-stream"):
+        for prompt in PROMPTS:
+            r = rows[(system, prompt)]
+            assert r["runs"] == 1
+            assert 1 <= r["output_tokens"]["median"] <= 8
+            assert r["ttft_ms"]["median"] > 0
+            assert r["e2e_ms"]["median"] >= r["ttft_ms"]["median"]
+            if r["output_tokens"]["median"] > 1:
+                assert r["decode_tps"]["median"] > 0
+        assert rows[(system, "long")]["input_tokens"] > rows[(system, "short")]["input_tokens"] > 0
+    # the adapter saw exactly the prompt the engine saw
+    assert rows[("langchain-stream", "long")]["input_tokens"] == rows[("core-engine", "long")]["input_tokens"]
+    assert any(r["system"] == "langchain-stream" and r["baseline"] == "core-engine" for r in results["ratios"])
+
+    conc = {(r["system"], r["n"]): r for r in results["concurrency"]}
+    assert set(conc) == {(s, n) for s in ("core-engine.astream", "ChatOpenVINO.astream") for n in (1, 2)}
+    for (_, n), r in conc.items():
+        for mode in ("parallel", "sequential"):
+            assert r[mode]["aggregate_tps"] > 0
+            assert n <= r[mode]["output_tokens"] <= 8 * n
+        assert r["speedup"] > 0
+
+    (load,) = results["load"]
+    assert load["system"] == "core-engine" and load["status"] == "ok"
+    assert load["load_cold_ms"] > 0 and load["load_warm_ms"] > 0
+    assert load["peak_rss_mb"] > 50  # a process that loaded a 98 MB model
+
+    assert {t["verdict"] for t in results["targets"]} <= {"met", "missed", "not measured"}
+    markdown = (out / "bench.md").read_text()
+    assert "## Single stream" in markdown and "| core-engine | short |" in markdown
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
