@@ -31,9 +31,10 @@ import chromadb
 from chromadb.config import Settings
 from langchain_chroma import Chroma
 from langchain_core.documents import Document
-from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings, OpenVINORerank
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 from tqdm import tqdm
+
+from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings, OpenVINORerank
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DOCS = (REPO_ROOT / "README.md", REPO_ROOT / "docs")

@@ -25,10 +25,11 @@ from langchain_core.messages import (
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.utils.function_calling import convert_to_json_schema, convert_to_openai_tool
 from langchain_core.utils.pydantic import is_basemodel_subclass
+from typing_extensions import is_typeddict
+
 from openvino_llm.errors import InvalidParameterError
 from openvino_llm.tools import check_tool_choice, validate_json_schema
 from openvino_llm.types import Chunk, Generation, Message, ToolSpec
-from typing_extensions import is_typeddict
 
 PROVIDER = "openvino"
 
@@ -184,7 +185,8 @@ def to_core_tool_choice(tool_choice: Any, tools: Sequence[ToolSpec]) -> str | No
         choice = name
     elif choice is not None and not isinstance(choice, str):
         raise InvalidParameterError(
-            f"tool_choice={tool_choice!r} is not understood: use 'auto', 'any', 'required', 'none', True or a tool name."
+            f"tool_choice={tool_choice!r} is not understood: "
+            "use 'auto', 'any', 'required', 'none', True or a tool name."
         )
     return check_tool_choice(choice, tools)
 

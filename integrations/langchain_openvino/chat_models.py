@@ -20,10 +20,11 @@ from langchain_core.output_parsers import (
 )
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableMap, RunnablePassthrough
+from pydantic import PrivateAttr
+
 from openvino_llm import Engine, GenerationParams, load_engine
 from openvino_llm.errors import InvalidParameterError
 from openvino_llm.types import Message
-from pydantic import Field, PrivateAttr
 
 from ._utils import (
     PROVIDER,
@@ -138,7 +139,7 @@ class ChatOpenVINO(BaseChatModel):
     """Inference backend: "auto", "genai" (openvino-genai) or "optimum" (optimum-intel)."""
     cache_dir: str | Path | None = None
     """openvino-llm cache folder (exports, compiled models); None: $OPENVINO_LLM_CACHE or ~/.cache/openvino-llm."""
-    streaming: bool = Field(default=False)
+    streaming: bool = False
     """Whether ``invoke`` streams internally (so that callbacks receive tokens as they come)."""
 
     _engine: Engine = PrivateAttr()
@@ -314,9 +315,8 @@ class ChatOpenVINO(BaseChatModel):
             llm = self.bind(json_schema=constraint, ls_structured_output_format=ls_format)
             parser = PydanticOutputParser(pydantic_object=schema) if pydantic else JsonOutputParser()  # type: ignore[arg-type]
         elif method == "function_calling":
-            tool = schema if (pydantic or not isinstance(schema, dict) or "title" in schema) else {
-                "title": "output", **schema}  # fmt: skip
-            [spec] = to_tool_specs([tool])
+            untitled = isinstance(schema, dict) and "title" not in schema and "function" not in schema
+            [spec] = to_tool_specs([{"title": "output", **schema} if untitled else schema])  # the title names the tool
             llm = self.bind_tools([spec], tool_choice=spec["name"], ls_structured_output_format=ls_format)
             parser = (
                 PydanticToolsParser(tools=[schema], first_tool_only=True)  # type: ignore[list-item]

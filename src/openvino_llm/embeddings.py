@@ -276,12 +276,7 @@ class EmbeddingModel:
 
         resolved = resolve_model(model, task="feature-extraction", cache_dir=cache_dir)
         self.path: Path = Path(resolved.path)
-        self.model_name: str = resolved.name
-        if resolved.kind != "ir":
-            raise InvalidParameterError(
-                f"{self.model_name} is a {resolved.kind} file; text embeddings need an OpenVINO IR folder or a "
-                f"Hugging Face embedding checkpoint (e.g. sentence-transformers/all-MiniLM-L6-v2)."
-            )
+        self.model_name: str = resolved.name  # a GGUF file was refused: resolve_model only allows it for LLMs
         settings = _sentence_transformers_settings(_source_folders(resolved))
         if pooling is None and settings.pooling is not None and settings.pooling not in POOLING_TYPES:
             raise InvalidParameterError(
@@ -360,8 +355,6 @@ class EmbeddingModel:
         vectors: list[list[float]] = []
         for batch in _batches(items, self.batch_size):
             vectors.extend(self._shared.call(lambda p, b=batch: p.embed_documents(b)))
-        if vectors and "dimension" not in self._shared.info:
-            self._shared.info["dimension"] = len(vectors[0])
         return [list(v) for v in vectors]
 
     def embed_query(self, text: str) -> list[float]:

@@ -464,7 +464,15 @@ def _load_genai(
             )
         setattr(sc, key, value)
     try:
-        pipe = ov_genai.ContinuousBatchingPipeline(str(path), sc, device, dict(properties))
+        try:
+            pipe = ov_genai.ContinuousBatchingPipeline(str(path), sc, device, dict(properties))
+        except Exception as e:
+            if "CACHE_DIR" not in properties:
+                raise
+            # another process may be writing the same compiled blob: load once without the cache
+            log.warning("loading %s with the compiled-model cache failed (%s); retrying without it", name, e)
+            uncached = {k: v for k, v in properties.items() if k != "CACHE_DIR"}
+            pipe = ov_genai.ContinuousBatchingPipeline(str(path), sc, device, uncached)
     except Exception as e:
         raise OpenVINOLLMError(
             f"openvino-genai could not load {path} on {device}. Check that it is an LLM in OpenVINO IR or GGUF "

@@ -364,6 +364,8 @@ def _library_verbosity() -> Iterator[None]:
         yield
         return
     names = ("transformers", "optimum", "nncf", "huggingface_hub", "torch")
+    with contextlib.suppress(ImportError):
+        import nncf  # noqa: F401  (it sets its logger level on import: import it before changing it)
     levels = {n: logging.getLogger(n).level for n in names}
     env_old = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
@@ -384,12 +386,6 @@ def _library_verbosity() -> Iterator[None]:
             old = tlog.get_verbosity()
             tlog.set_verbosity_error()
             restore.append(lambda: tlog.set_verbosity(old))
-        with contextlib.suppress(Exception):
-            import nncf
-
-            old_nncf = logging.getLogger("nncf").level
-            nncf.set_log_level(logging.ERROR)
-            restore.append(lambda: nncf.set_log_level(old_nncf or logging.INFO))
         yield
     finally:
         for fn in reversed(restore):

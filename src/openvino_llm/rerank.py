@@ -95,12 +95,7 @@ class RerankModel:
 
         resolved = resolve_model(model, task="text-classification", cache_dir=cache_dir)
         self.path: Path = Path(resolved.path)
-        self.model_name: str = resolved.name
-        if resolved.kind != "ir":
-            raise InvalidParameterError(
-                f"{self.model_name} is a {resolved.kind} file; reranking needs a cross-encoder checkpoint "
-                f"(e.g. cross-encoder/ms-marco-MiniLM-L-6-v2) or its OpenVINO IR folder."
-            )
+        self.model_name: str = resolved.name  # a GGUF file was refused: resolve_model only allows it for LLMs
         key = ("text-rerank", str(self.path.resolve()), self.device, _freeze(properties), self.max_length)
         self._shared = _shared_pipeline(key, lambda: self._load(properties))
 
@@ -151,7 +146,7 @@ class RerankModel:
         return f"RerankModel({self.model_name!r}, device={self.device!r}, top_n={self.top_n!r})"
 
     def rerank(self, query: str, documents: list[str], top_n: int | None = None) -> list[tuple[int, float]]:
-        """``(index in documents, score)`` pairs, best first; at most ``top_n`` (default: the model's)."""
+        """``(index in documents, score)`` pairs best first; at most top_n (default: the constructor's, or all)."""
         query = _check_text(query, "query")
         docs = _check_texts(documents, "documents", "rerank")
         limit = _check_positive_int(top_n, "top_n", optional=True) or self.top_n

@@ -414,6 +414,27 @@ def _download_snapshot(model_id: str, revision: str | None) -> Path:
         raise _no_hub_error(model_id, f"{type(e).__name__}: {e}") from e
 
 
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` reads as a hub id (``org/name``) rather than a file path."""
+    return _looks_like_hub_id(text)
+
+
+def fetch_hub_snapshot(model_id: str, revision: str | None = None) -> Path:
+    """The local folder of a hub model: from the local hub cache, else downloaded.
+
+    Fails fast with :class:`ModelNotFoundError` when offline (``HF_HUB_OFFLINE``) or when the hub
+    cannot be reached (a TCP probe bounded to a few seconds), instead of hanging in retries.
+    """
+    snapshot = _local_snapshot(model_id, revision)
+    if snapshot is not None:
+        return snapshot
+    if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
+        raise _no_hub_error(model_id, "HF_HUB_OFFLINE is set (offline mode) and it is not in the local hub cache")
+    if not hub_reachable():
+        raise _no_hub_error(model_id, f"there is no network connection to {_hub_endpoint()}")
+    return _download_snapshot(model_id, revision)
+
+
 def _resolve_hub(
     model_id: str,
     task: str,
@@ -434,13 +455,7 @@ def _resolve_hub(
     found = cached_entry(cache, key)
     if found is not None:  # works offline
         return ResolvedModel(path=found, kind="ir", name=model_id, source=model_id)
-    snapshot = _local_snapshot(model_id, revision)
-    if snapshot is None:
-        if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
-            raise _no_hub_error(model_id, "HF_HUB_OFFLINE is set (offline mode) and it is not in the local hub cache")
-        if not hub_reachable():
-            raise _no_hub_error(model_id, f"there is no network connection to {_hub_endpoint()}")
-        snapshot = _download_snapshot(model_id, revision)
+    snapshot = fetch_hub_snapshot(model_id, revision)
     resolved = _export_cached(
         str(snapshot), name, model_id, task, options, cache, key_parts, trust_remote_code, None, model_id
     )
@@ -666,6 +681,8 @@ __all__ = [
     "ModelConfig",
     "ResolvedModel",
     "default_model_path",
+    "fetch_hub_snapshot",
+    "is_hub_id",
     "read_gguf_metadata",
     "read_model_config",
     "resolve_model",

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import rag_langchain as app
-from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings
-
 from tests._cross_encoder import cached_cross_encoder
 from tests.cookbook.conftest import COOKBOOK, CORPUS
+
+import rag_langchain as app
+from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings
 
 pytestmark = pytest.mark.slow
 

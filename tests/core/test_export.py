@@ -205,11 +205,7 @@ def test_compress_ir_bad_input(tiny_model: Path, tmp_path: Path) -> None:
     (taken / "file").write_text("x")
     with pytest.raises(InvalidParameterError, match="already exists and is not empty"):
         compress_ir(tiny_model, taken, CompressionOptions("int8"))
-    # compressing twice: NNCF refuses an already compressed model, reported as an ExportError
-    once = compress_ir(tiny_model, tmp_path / "once", CompressionOptions("int8")).path
-    with pytest.raises(ExportError):
-        compress_ir(once, tmp_path / "twice", CompressionOptions("int8"))
-    assert not (tmp_path / "twice").exists() and _no_leftovers(tmp_path)
+    assert not (tmp_path / "a").exists() and _no_leftovers(tmp_path)
 
 
 # --- cache mechanics ----------------------------------------------------------------------------

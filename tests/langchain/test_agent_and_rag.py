@@ -12,9 +12,10 @@ from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 from langchain_core.tools import tool
 from langchain_core.vectorstores import InMemoryVectorStore
-from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
+
+from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings
 
 pytestmark = pytest.mark.slow
 

@@ -13,12 +13,13 @@ import pytest
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
+from pydantic import BaseModel
+from typing_extensions import TypedDict
+
 from langchain_openvino import ChatOpenVINO
 from langchain_openvino._utils import to_core_messages
 from openvino_llm import load_engine
 from openvino_llm.errors import InvalidParameterError
-from pydantic import BaseModel
-from typing_extensions import TypedDict
 
 pytestmark = pytest.mark.slow
 
@@ -278,7 +279,10 @@ def test_message_conversion() -> None:
             SystemMessage("sys"),
             HumanMessage(content=[{"type": "text", "text": "part one"}, "part two"]),
             AIMessage(
-                content=[{"type": "text", "text": "calling"}, {"type": "tool_use", "id": "c1", "name": "f", "input": {}}],
+                content=[
+                    {"type": "text", "text": "calling"},
+                    {"type": "tool_use", "id": "c1", "name": "f", "input": {}},
+                ],
                 tool_calls=[{"name": "f", "args": {"x": 1}, "id": "c1"}],
             ),
             ToolMessage("result", tool_call_id="c1"),  # no name: taken from the call it answers
@@ -348,8 +352,8 @@ def test_structured_output_rejects_unknown_method_and_arguments(chat: ChatOpenVI
 def test_empty_messages_and_media_are_rejected(chat: ChatOpenVINO) -> None:
     with pytest.raises(InvalidParameterError, match="empty"):
         chat.invoke([])
-    image = HumanMessage(content=[{"type": "text", "text": "What is this?"},
-                                  {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}])  # fmt: skip
+    image_block = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    image = HumanMessage(content=[{"type": "text", "text": "What is this?"}, image_block])
     with pytest.raises(InvalidParameterError, match="'image_url' content block"):
         chat.invoke([image])
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 from langchain_core.language_models import BaseChatModel
-from langchain_openvino import ChatOpenVINO
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
+
+from langchain_openvino import ChatOpenVINO
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +98,9 @@ class TestChatOpenVINOIntegration(_Capabilities, ChatModelIntegrationTests):
     def test_json_mode(self, model: BaseChatModel) -> None:
         super().test_json_mode(model)
 
-    @pytest.mark.xfail(reason="model limit: SmolLM2-135M writes the tool name, not the Chinese/Japanese customer name, into the call")
+    @pytest.mark.xfail(
+        reason="model limit: SmolLM2-135M writes the tool name, not the Chinese/Japanese customer name, into the call"
+    )
     def test_unicode_tool_call_integration(
         self, model: BaseChatModel, *, tool_choice: str | None = None, force_tool_call: bool = True
     ) -> None:

@@ -1,0 +1,255 @@
+"""A LangGraph agent on a local OpenVINO model, with a calculator, a document search and a web page reader.
+
+    python cookbook/agent_langgraph.py --question "What is 1234 * 5678?"
+    python cookbook/agent_langgraph.py --question "What does the README say about devices?" --device CPU
+    python cookbook/agent_langgraph.py --question "Summarise https://example.com" --first-tool fetch_page
+
+The graph is the usual LangGraph tool loop: an ``agent`` node (``ChatOpenVINO`` with the tools
+bound) and a ``tools`` node (``ToolNode``) that runs the calls it asks for, until the model answers
+in text. Each tool call and its result are printed as they happen, then the answer is streamed.
+
+The tools:
+
+- ``calculator``: add, subtract, multiply, divide, power or modulo of two numbers.
+- ``search_docs``: a search over the RAG index of ``rag_langchain.py`` (same ``--docs`` and ``--db``).
+- ``fetch_page``: downloads a web page and returns its text.
+
+The default model (SmolLM2-135M) is tiny, so the first step is a required tool call (the model
+picks the tool; ``--first-tool NAME`` picks it for the model) and, after ``--max-tool-calls``
+rounds, the model must answer. A larger model can run with ``--first-tool auto``.
+
+Needs ``pip install "openvino-llm[cookbook]"``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import operator
+import re
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from langchain_chroma import Chroma
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.tools import BaseTool, tool
+from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.graph import END, START, MessagesState, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.prebuilt import ToolNode, tools_condition
+from pydantic import Field
+
+import rag_langchain
+from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings
+
+SYSTEM_PROMPT = (
+    "You are a helpful assistant with tools. Use calculator for arithmetic, search_docs for questions about "
+    "the project's documentation, and fetch_page to read a web page when the user gives a URL. When a tool "
+    "has answered, reply to the user in one or two sentences that state the tool's result."
+)
+
+# --- calculator ----------------------------------------------------------------------------------------------
+
+_OPERATIONS: dict[str, Callable[[float, float], float]] = {
+    "add": operator.add, "subtract": operator.sub, "multiply": operator.mul, "divide": operator.truediv,
+    "power": operator.pow, "modulo": operator.mod,
+}  # fmt: skip
+
+
+Operation = Literal["add", "subtract", "multiply", "divide", "power", "modulo"]
+
+
+@tool
+def calculator(a: float, operation: Operation, b: float) -> str:
+    """Compute `a operation b` exactly, e.g. a=1234, operation="multiply", b=5678. Use it for any arithmetic."""
+    try:
+        result = _OPERATIONS[operation](a, b)
+    except (ZeroDivisionError, OverflowError) as e:
+        return f"error: {a} {operation} {b}: {e}"
+    return str(int(result) if isinstance(result, float) and result.is_integer() else result)
+
+
+# --- fetch_page ----------------------------------------------------------------------------------------------
+
+
+class _TextOfHTML(HTMLParser):
+    """Collects the visible text of an HTML page (no scripts, styles or markup)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._hidden += tag in ("script", "style", "noscript", "template")
+
+    def handle_endtag(self, tag: str) -> None:
+        self._hidden -= tag in ("script", "style", "noscript", "template") and self._hidden > 0
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden and data.strip():
+            self.parts.append(" ".join(data.split()))
+
+
+def page_text(html: str) -> str:
+    parser = _TextOfHTML()
+    parser.feed(html)
+    return "\n".join(parser.parts)
+
+
+@tool
+def fetch_page(url: str) -> str:
+    """Download the web page at url (http or https) and return its text."""
+    if not url.startswith(("http://", "https://")):
+        return f"error: {url!r} is not an http(s) URL"
+    request = urllib.request.Request(url, headers={"User-Agent": "openvino-llm-cookbook/0.1"})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            charset = response.headers.get_content_charset() or "utf-8"
+            body = response.read(2_000_000).decode(charset, errors="replace")
+            is_html = "html" in (response.headers.get_content_type() or "")
+    except OSError as e:
+        return f"error: cannot fetch {url}: {e}"
+    text = page_text(body) if is_html else body
+    return text[:3000]
+
+
+# --- search_docs ---------------------------------------------------------------------------------------------
+
+
+def make_search_docs(store: Chroma, k: int = 2) -> BaseTool:
+    """A tool that searches the RAG index in ``store`` and returns the best chunks with their source files."""
+
+    @tool
+    def search_docs(query: Annotated[str, Field(max_length=80)]) -> str:
+        """Search the project's documentation for query and return the relevant passages with their file names."""
+        docs = store.similarity_search(query, k=k)
+        return "\n\n".join(f"[{doc.metadata['source']}]\n{doc.page_content}" for doc in docs) or "no results"
+
+    return search_docs
+
+
+# --- the graph -----------------------------------------------------------------------------------------------
+
+
+URL = re.compile(r"https?://[^\s<>\"')\]]+[^\s<>\"')\].,;:!?]")
+
+
+def tool_schemas(tools: Sequence[BaseTool], urls: Sequence[str]) -> list[dict[str, Any]]:
+    """The tools' OpenAI-style schemas; when the user wrote URLs, fetch_page's ``url`` must be one of them.
+
+    Small models garble URLs they copy; constrained decoding to an ``enum`` makes the copy exact.
+    """
+    schemas = [convert_to_openai_tool(t) for t in tools]
+    for schema in schemas:
+        if schema["function"]["name"] == fetch_page.name and urls:
+            schema["function"]["parameters"]["properties"]["url"]["enum"] = list(dict.fromkeys(urls))
+    return schemas
+
+
+def build_agent(
+    llm: ChatOpenVINO, tools: Sequence[BaseTool], first_tool: str = "required", max_tool_calls: int = 2
+) -> CompiledStateGraph:
+    """The agent graph: ``agent`` -> (``tools`` -> ``agent``)* -> end.
+
+    ``first_tool`` is the first step's tool_choice ("required": some tool, a tool name, or "auto");
+    after ``max_tool_calls`` rounds of tool calls the model must answer in text.
+    """
+
+    def agent(state: MessagesState) -> dict[str, list[BaseMessage]]:
+        rounds = sum(isinstance(m, AIMessage) and bool(m.tool_calls) for m in state["messages"])
+        choice = first_tool if rounds == 0 else "auto" if rounds < max_tool_calls else "none"
+        urls = [u for m in state["messages"] if isinstance(m, HumanMessage) for u in URL.findall(str(m.content))]
+        model = llm.bind_tools(tool_schemas(tools, urls), tool_choice=choice)
+        return {"messages": [model.invoke([SystemMessage(SYSTEM_PROMPT), *state["messages"]])]}
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("agent", agent)
+    graph.add_node("tools", ToolNode(tools))
+    graph.add_edge(START, "agent")
+    graph.add_conditional_edges("agent", tools_condition, {"tools": "tools", END: END})
+    graph.add_edge("tools", "agent")
+    return graph.compile()
+
+
+@dataclass
+class Event:
+    """One step of a run: ``kind`` is "tool_call" (name, args), "tool_result" (name, text) or "token" (text)."""
+
+    kind: str
+    text: str = ""
+    name: str = ""
+    args: dict[str, Any] | None = None
+
+
+def run(agent: CompiledStateGraph, question: str) -> Iterator[Event]:
+    """Run the agent on ``question``, yielding tool calls and results as they happen and the answer's tokens."""
+    stream = agent.stream({"messages": [("human", question)]}, stream_mode=["messages", "updates"])
+    for mode, data in stream:
+        if mode == "messages":
+            chunk, meta = data
+            if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "agent" and chunk.content:
+                yield Event("token", text=str(chunk.content))
+            continue
+        for update in data.values():
+            for message in (update or {}).get("messages", []):
+                if isinstance(message, AIMessage):
+                    for call in message.tool_calls:
+                        yield Event("tool_call", name=call["name"], args=call["args"])
+                elif isinstance(message, ToolMessage):
+                    yield Event("tool_result", name=message.name or "", text=str(message.content))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="A LangGraph agent with a calculator, a document search and a web page reader, on OpenVINO.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--question", "-q", required=True, help="what to ask the agent")
+    parser.add_argument("--model", help="chat model: IR folder, .gguf, HF folder or hub id (default: SmolLM2-135M)")
+    parser.add_argument("--device", default="AUTO", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
+    parser.add_argument("--weight-format", help="weight format when exporting a Hugging Face model: int4, int8, fp16")
+    parser.add_argument("--docs", type=Path, nargs="+", default=list(rag_langchain.DEFAULT_DOCS), help="searched")
+    parser.add_argument("--db", type=Path, default=rag_langchain.DEFAULT_DB, help="Chroma folder of the RAG index")
+    parser.add_argument(
+        "--first-tool", default="required", help='first step\'s tool choice: "required", "auto" or a tool name'
+    )
+    parser.add_argument("--max-tool-calls", type=int, default=2, help="rounds of tool calls before the answer")
+    parser.add_argument("--max-tokens", type=int, default=128, help="longest model turn, in tokens")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    store = rag_langchain.open_store(args.db, OpenVINOEmbeddings(device=args.device))
+    rag_langchain.index_documents(store, rag_langchain.find_documents(args.docs))
+    llm = ChatOpenVINO(
+        model=args.model, device=args.device, weight_format=args.weight_format, max_tokens=args.max_tokens
+    )
+    agent = build_agent(llm, [calculator, make_search_docs(store), fetch_page], args.first_tool, args.max_tool_calls)
+    in_answer = False
+    for event in run(agent, args.question):
+        if event.kind == "token":
+            if not in_answer:
+                print("Answer: ", end="")
+                in_answer = True
+            print(event.text, end="", flush=True)
+            continue
+        if in_answer:
+            print()
+            in_answer = False
+        if event.kind == "tool_call":
+            print(f"-> {event.name}({event.args})", flush=True)
+        else:
+            result = event.text if len(event.text) <= 300 else event.text[:300] + " ..."
+            print(f"<- {event.name}: {result}", flush=True)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""The ``openvino-llm`` command: export/compress models, list devices, generate, chat, manage the cache.
+
+    openvino-llm export ./my-hf-checkpoint ./my-model-ov --weight-format int4 --group-size 64
+    openvino-llm export ./my-model-ov ./my-model-ov-int8 --weight-format int8   # compress an IR folder
+    openvino-llm devices
+    openvino-llm generate "What is the capital of France?" --temperature 0
+    openvino-llm generate ./my-model-ov "Write a haiku" --device GPU
+    openvino-llm chat                      # interactive; /exit to quit, /reset to forget
+    openvino-llm cache list
+    openvino-llm cache clear --all
+
+MODEL may be omitted or ``default`` for the embedded SmolLM2-135M-Instruct. Errors print one line
+on stderr and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidParameterError, ModelNotFoundError, OpenVINOLLMError
+
+PROG = "openvino-llm"
+_EXIT_ERROR = 2
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="openvino-llm cache folder (default: $OPENVINO_LLM_CACHE or ~/.cache/openvino-llm)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
+
+
+def _add_generation(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="AUTO", help="OpenVINO device: AUTO (default), CPU, GPU, GPU.1, NPU, ...")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="maximum tokens to generate")
+    parser.add_argument("--temperature", type=float, default=None, help="0 = greedy; default: the model's own")
+    parser.add_argument("--system", default=None, help="system prompt")
+    parser.add_argument("--weight-format", default=None, help="export/compression format if the model needs it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of the ``openvino-llm`` command."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Local OpenVINO LLMs: export, compress, run.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("export", help="export a checkpoint/hub id to an OpenVINO IR folder, or compress an IR folder")
+    p.add_argument("source", metavar="SOURCE", help="Hugging Face folder, hub id, or OpenVINO IR folder")
+    p.add_argument("out", metavar="OUT", type=Path, help="output folder (must not exist or be empty)")
+    p.add_argument("--task", default="text-generation",
+                   choices=["text-generation", "feature-extraction", "text-classification"])
+    p.add_argument("--weight-format", default=None, help="fp32 | fp16 | int8 | int4 (default: by model size)")
+    p.add_argument("--group-size", type=int, default=None, help="int4 group size (default 128; -1 per channel)")
+    p.add_argument("--ratio", type=float, default=None, help="int4: share of layers in int4, in (0, 1]")
+    p.add_argument("--sym", action="store_true", help="symmetric quantization")
+    p.add_argument("--awq", action="store_true", help="int4 AWQ (needs --dataset)")
+    p.add_argument("--scale-estimation", action="store_true", help="int4 scale estimation (needs --dataset)")
+    p.add_argument("--dataset", default=None, help="calibration data: wikitext2 | c4 | ... or a text file")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow the checkpoint's own Python code")
+    p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    _add_common(p)
+
+    p = sub.add_parser("devices", help="list the OpenVINO devices of this machine")
+    _add_common(p)
+
+    p = sub.add_parser("generate", help="generate a reply to PROMPT, streamed to stdout")
+    p.add_argument("words", nargs="+", metavar="[MODEL] PROMPT",
+                   help="model (path, hub id, or 'default'; may be omitted) and prompt")
+    _add_generation(p)
+    _add_common(p)
+
+    p = sub.add_parser("chat", help="interactive multi-turn chat on stdin (/exit to quit, /reset to forget)")
+    p.add_argument("model", nargs="?", default=None, metavar="MODEL")
+    _add_generation(p)
+    _add_common(p)
+
+    p = sub.add_parser("cache", help="list or clear the export cache")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True, metavar="ACTION")
+    c = cache_sub.add_parser("list", help="list cached exports")
+    _add_common(c)
+    c = cache_sub.add_parser("clear", help="remove cache entries")
+    group = c.add_mutually_exclusive_group()
+    group.add_argument("--all", action="store_true", help="remove every export and the compiled-model cache")
+    group.add_argument("key", nargs="?", default=None, metavar="KEY", help="the entry to remove (see cache list)")
+    _add_common(c)
+    return parser
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import CompressionOptions, compress_ir, export_model
+    from .sources import default_model_path, fetch_hub_snapshot, is_hub_id
+
+    options = CompressionOptions(
+        weight_format=args.weight_format, group_size=args.group_size, ratio=args.ratio, sym=args.sym,
+        awq=args.awq, scale_estimation=args.scale_estimation, dataset=args.dataset,
+    )
+    source = args.source
+    model_id = None
+    if source.strip().lower() == "default":
+        path, _ = default_model_path(args.task)
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            if not is_hub_id(source):
+                raise ModelNotFoundError(f"SOURCE {source!r} does not exist and is not a hub id.")
+            model_id = source
+            path = fetch_hub_snapshot(source, args.revision)
+    if path.is_file() and path.name == "openvino_model.xml":
+        path = path.parent
+    if path.is_dir() and (path / "openvino_model.xml").is_file():
+        report = compress_ir(path, args.out, options)
+    elif path.is_dir() and (path / "config.json").is_file():
+        report = export_model(
+            str(path), args.out, task=args.task, options=options, trust_remote_code=args.trust_remote_code,
+            revision=args.revision if model_id is None else None,
+        )
+    elif path.suffix.lower() == ".gguf":
+        raise InvalidParameterError(
+            f"{path.name} is a GGUF file: it needs no export, pass it directly as MODEL to generate/chat."
+        )
+    else:
+        raise ModelNotFoundError(
+            f"SOURCE {source!r} is neither an OpenVINO IR folder nor a Hugging Face checkpoint folder (config.json)."
+        )
+    print(report.summary())
+    return 0
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from .devices import available_devices, device_full_name
+
+    for dev in available_devices():
+        print(f"{dev}\t{device_full_name(dev)}")
+    return 0
+
+
+def _load(args: argparse.Namespace, model: str | None) -> Any:
+    from .engine import load_engine
+
+    if model is not None and model.strip().lower() == "default":
+        model = None
+    return load_engine(model, device=args.device, weight_format=args.weight_format, cache_dir=args.cache_dir)
+
+
+def _params(args: argparse.Namespace) -> Any:
+    from .types import GenerationParams
+
+    return GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature)
+
+
+def _stream_reply(engine: Any, messages: list[dict[str, Any]], params: Any, quiet: bool) -> str:
+    parts: list[str] = []
+    final = None
+    for chunk in engine.stream(messages, params):
+        if chunk.text:
+            parts.append(chunk.text)
+            sys.stdout.write(chunk.text)
+            sys.stdout.flush()
+        if chunk.is_final:
+            final = chunk
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    if final is not None and not quiet:
+        print(_stats_line(final), file=sys.stderr)
+    return "".join(parts)
+
+
+def _stats_line(final: Any) -> str:
+    bits = [f"finish: {final.finish_reason}"]
+    if final.usage is not None:
+        bits.append(f"{final.usage.input_tokens} prompt + {final.usage.output_tokens} generated tokens")
+    if final.timing is not None:
+        bits.append(f"TTFT {final.timing.ttft_ms:.0f} ms")
+        bits.append(f"{final.timing.throughput_tps:.1f} tok/s")
+    return "[" + ", ".join(bits) + "]"
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    if len(args.words) > 2:
+        raise InvalidParameterError(
+            f"generate takes [MODEL] PROMPT, got {len(args.words)} arguments: quote the prompt."
+        )
+    model, prompt = (None, args.words[0]) if len(args.words) == 1 else (args.words[0], args.words[1])
+    if not prompt.strip():
+        raise InvalidParameterError("PROMPT is empty.")
+    params = _params(args)  # validated before the model loads
+    engine = _load(args, model)
+    messages: list[dict[str, Any]] = []
+    if args.system:
+        messages.append({"role": "system", "content": args.system})
+    messages.append({"role": "user", "content": prompt})
+    _stream_reply(engine, messages, params, args.quiet)
+    return 0
+
+
+def _cmd_chat(args: argparse.Namespace) -> int:
+    params = _params(args)
+    engine = _load(args, args.model)
+    interactive = sys.stdin.isatty()
+    history: list[dict[str, Any]] = []
+    if args.system:
+        history.append({"role": "system", "content": args.system})
+    base = list(history)
+    if interactive:
+        print(f"Chatting with {engine.model_name}. /exit to quit, /reset to forget the conversation.",
+              file=sys.stderr)
+    while True:
+        if interactive:
+            sys.stderr.write("you> ")
+            sys.stderr.flush()
+        line = sys.stdin.readline()
+        if not line:  # EOF
+            break
+        text = line.strip()
+        if not text:
+            continue
+        if text in ("/exit", "/quit"):
+            break
+        if text == "/reset":
+            history = list(base)
+            continue
+        history.append({"role": "user", "content": text})
+        reply = _stream_reply(engine, history, params, args.quiet)
+        history.append({"role": "assistant", "content": reply})
+    return 0
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from .devices import default_cache_dir
+    from .export import clear_cache, format_size, list_cache
+
+    cache = args.cache_dir or default_cache_dir()
+    if args.cache_command == "list":
+        entries = list_cache(cache)
+        if not entries:
+            print(f"No exports in {cache}.", file=sys.stderr)
+            return 0
+        for e in entries:
+            fmt = e.options.get("weight_format") or "default"
+            created = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created))
+            print(f"{e.key}\t{e.task}\t{fmt}\t{format_size(e.size_bytes)}\t{created}\t{e.source}")
+        return 0
+    removed = clear_cache(cache, args.key, all_entries=args.all)
+    for name in removed:
+        print(f"removed {name}")
+    if args.key is None and not args.all:
+        print(f"Removed {len(removed)} leftover(s) of interrupted exports. Use --all or a KEY "
+              f"(see `{PROG} cache list`) to remove exports.", file=sys.stderr)
+    return 0
+
+
+_COMMANDS = {
+    "export": _cmd_export,
+    "devices": _cmd_devices,
+    "generate": _cmd_generate,
+    "chat": _cmd_chat,
+    "cache": _cmd_cache,
+}
+
+
+def _setup_logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.debug else logging.ERROR if args.quiet else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.getLogger("openvino_llm")
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 error, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args)
+    try:
+        return _COMMANDS[args.command](args)
+    except OpenVINOLLMError as e:
+        if args.debug:
+            raise
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        return _EXIT_ERROR
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `openvino-llm generate ... | head`
+        return 0
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"{PROG}: unexpected error: {type(e).__name__}: {e} (run with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
