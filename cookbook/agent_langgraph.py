@@ -16,7 +16,7 @@ The tools:
 
 The default model (SmolLM2-135M) is tiny, so the first step is a required tool call (the model
 picks the tool; ``--first-tool NAME`` picks it for the model) and, after ``--max-tool-calls``
-rounds, the model must answer. A larger model can run with ``--first-tool auto``.
+rounds, the model answers from the tool results. A larger model can run with ``--first-tool auto``.
 
 Needs ``pip install "openvino-llm[cookbook]"``.
 """
@@ -50,6 +50,11 @@ SYSTEM_PROMPT = (
     "You are a helpful assistant with tools. Use calculator for arithmetic, search_docs for questions about "
     "the project's documentation, and fetch_page to read a web page when the user gives a URL. When a tool "
     "has answered, reply to the user in one or two sentences that state the tool's result."
+)
+
+ANSWER_PROMPT = (
+    "You are a helpful assistant. Answer the user's question in one or two sentences using the tool results "
+    "below; quote the numbers and facts they give."
 )
 
 # --- calculator ----------------------------------------------------------------------------------------------
@@ -133,6 +138,11 @@ def make_search_docs(store: Chroma, k: int = 2) -> BaseTool:
     return search_docs
 
 
+def default_tools(store: Chroma) -> list[BaseTool]:
+    """calculator, search_docs over ``store`` and fetch_page."""
+    return [calculator, make_search_docs(store), fetch_page]
+
+
 # --- the graph -----------------------------------------------------------------------------------------------
 
 
@@ -151,21 +161,35 @@ def tool_schemas(tools: Sequence[BaseTool], urls: Sequence[str]) -> list[dict[st
     return schemas
 
 
+def answer_prompt(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """The last step's prompt: the tool results as plain context, then the user's question.
+
+    A small model shown the whole history copies its tool markup instead of answering; this short
+    prompt keeps it on the question.
+    """
+    question = next(m for m in reversed(messages) if isinstance(m, HumanMessage))
+    results = "\n\n".join(f"{m.name}: {m.content}" for m in messages if isinstance(m, ToolMessage))
+    return [SystemMessage(f"{ANSWER_PROMPT}\n\nTool results:\n{results}"), question]
+
+
 def build_agent(
-    llm: ChatOpenVINO, tools: Sequence[BaseTool], first_tool: str = "required", max_tool_calls: int = 2
+    llm: ChatOpenVINO, tools: Sequence[BaseTool], first_tool: str = "required", max_tool_calls: int = 1
 ) -> CompiledStateGraph:
     """The agent graph: ``agent`` -> (``tools`` -> ``agent``)* -> end.
 
     ``first_tool`` is the first step's tool_choice ("required": some tool, a tool name, or "auto");
-    after ``max_tool_calls`` rounds of tool calls the model must answer in text.
+    after ``max_tool_calls`` rounds of tool calls the model answers from the tool results.
     """
 
     def agent(state: MessagesState) -> dict[str, list[BaseMessage]]:
-        rounds = sum(isinstance(m, AIMessage) and bool(m.tool_calls) for m in state["messages"])
-        choice = first_tool if rounds == 0 else "auto" if rounds < max_tool_calls else "none"
-        urls = [u for m in state["messages"] if isinstance(m, HumanMessage) for u in URL.findall(str(m.content))]
+        messages = state["messages"]
+        rounds = sum(isinstance(m, AIMessage) and bool(m.tool_calls) for m in messages)
+        if rounds >= max_tool_calls:
+            return {"messages": [llm.invoke(answer_prompt(messages))]}
+        choice = first_tool if rounds == 0 else "auto"
+        urls = [u for m in messages if isinstance(m, HumanMessage) for u in URL.findall(str(m.content))]
         model = llm.bind_tools(tool_schemas(tools, urls), tool_choice=choice)
-        return {"messages": [model.invoke([SystemMessage(SYSTEM_PROMPT), *state["messages"]])]}
+        return {"messages": [model.invoke([SystemMessage(SYSTEM_PROMPT), *messages])]}
 
     graph = StateGraph(MessagesState)
     graph.add_node("agent", agent)
@@ -218,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--first-tool", default="required", help='first step\'s tool choice: "required", "auto" or a tool name'
     )
-    parser.add_argument("--max-tool-calls", type=int, default=2, help="rounds of tool calls before the answer")
+    parser.add_argument("--max-tool-calls", type=int, default=1, help="rounds of tool calls before the answer")
     parser.add_argument("--max-tokens", type=int, default=128, help="longest model turn, in tokens")
     return parser
 
@@ -227,10 +251,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     store = rag_langchain.open_store(args.db, OpenVINOEmbeddings(device=args.device))
     rag_langchain.index_documents(store, rag_langchain.find_documents(args.docs))
+    # Greedy decoding: tool arguments are copied from the question, not sampled.
     llm = ChatOpenVINO(
-        model=args.model, device=args.device, weight_format=args.weight_format, max_tokens=args.max_tokens
+        model=args.model,
+        device=args.device,
+        weight_format=args.weight_format,
+        max_tokens=args.max_tokens,
+        temperature=0,
     )
-    agent = build_agent(llm, [calculator, make_search_docs(store), fetch_page], args.first_tool, args.max_tool_calls)
+    agent = build_agent(llm, default_tools(store), args.first_tool, args.max_tool_calls)
     in_answer = False
     for event in run(agent, args.question):
         if event.kind == "token":

@@ -941,6 +941,11 @@ def _fmt(stat: dict[str, float]) -> str:
     return f"{stat['median']:.1f} / {stat['p90']:.1f}"
 
 
+def _cell(status: Any, error: str | None) -> str:
+    text = f"{status}: {error}" if error else str(status)
+    return " ".join(text.split()).replace("|", "/")
+
+
 def render_markdown(results: dict[str, Any]) -> str:
     """The results as markdown tables."""
     meta = results["meta"]
@@ -958,27 +963,29 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         "## Single stream",
         "",
-        "| system | prompt | in tok | out tok | TTFT ms | TPOT ms | decode tok/s | end-to-end ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| system | prompt | in tok | out tok | TTFT ms | TPOT ms | decode tok/s | end-to-end ms "
+        "| caller CPU ms/token |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results["single_stream"]:
         lines.append(
             f"| {r['system']} | {r['prompt']} | {r['input_tokens'] if r['input_tokens'] is not None else '-'} | "
             f"{r['output_tokens']['median']:.0f} | {_fmt(r['ttft_ms'])} | {_fmt(r['tpot_ms'])} | "
-            f"{_fmt(r['decode_tps'])} | {_fmt(r['e2e_ms'])} |"
+            f"{_fmt(r['decode_tps'])} | {_fmt(r['e2e_ms'])} | {r['caller_cpu_per_token_ms']['median']:.3f} |"
         )
     lines += [
         "",
         "## Against the baseline (medians)",
         "",
-        "| system | baseline | prompt | TTFT delta ms | decode time delta | decode tok/s ratio |",
-        "|---|---|---|---:|---:|---:|",
+        "| system | baseline | prompt | TTFT delta ms | decode time delta | decode tok/s ratio "
+        "| caller CPU delta ms/token |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for r in results["ratios"]:
         pct = "-" if r["decode_time_delta_pct"] is None else f"{r['decode_time_delta_pct']:+.1f}%"
         lines.append(
             f"| {r['system']} | {r['baseline']} | {r['prompt']} | {r['ttft_delta_ms']:+.1f} | {pct} "
-            f"| {r['decode_tps_ratio']} |"
+            f"| {r['decode_tps_ratio']} | {r['caller_cpu_delta_ms_per_token']:+.3f} |"
         )
     if results["concurrency"]:
         lines += [
@@ -1006,13 +1013,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         for r in results["load"]:
             lines.append(
                 f"| {r['system']} | {r.get('load_cold_ms', '-')} | {r.get('load_warm_ms', '-')} | "
-                f"{r.get('peak_rss_mb', '-')} | {r.get('status')}{': ' + r['error'] if r.get('error') else ''} |"
+                f"{r.get('peak_rss_mb', '-')} | {_cell(r.get('status'), r.get('error'))} |"
             )
     lines += ["", "## Systems", "", "| system | what | status |", "|---|---|---|"]
     for s in results["systems"]:
-        lines.append(
-            f"| {s['system']} | {s['description']} | {s['status']}{': ' + s['error'] if s.get('error') else ''} |"
-        )
+        lines.append(f"| {s['system']} | {s['description']} | {_cell(s['status'], s.get('error'))} |")
     lines += ["", "## Targets", "", "| target | verdict | detail |", "|---|---|---|"]
     for t in results["targets"]:
         lines.append(f"| {t['target']} | {t['verdict']} | {t['detail']} |")

@@ -30,8 +30,12 @@ _EXIT_ERROR = 2
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="openvino-llm cache folder (default: $OPENVINO_LLM_CACHE or ~/.cache/openvino-llm)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="openvino-llm cache folder (default: $OPENVINO_LLM_CACHE or ~/.cache/openvino-llm)",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="only errors on stderr")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks and debug logs")
 
@@ -47,7 +51,8 @@ def _add_generation(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argparse parser of the ``openvino-llm`` command."""
     parser = argparse.ArgumentParser(
-        prog=PROG, description="Local OpenVINO LLMs: export, compress, run.",
+        prog=PROG,
+        description="Local OpenVINO LLMs: export, compress, run.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -55,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a checkpoint/hub id to an OpenVINO IR folder, or compress an IR folder")
     p.add_argument("source", metavar="SOURCE", help="Hugging Face folder, hub id, or OpenVINO IR folder")
     p.add_argument("out", metavar="OUT", type=Path, help="output folder (must not exist or be empty)")
-    p.add_argument("--task", default="text-generation",
-                   choices=["text-generation", "feature-extraction", "text-classification"])
+    p.add_argument(
+        "--task", default="text-generation", choices=["text-generation", "feature-extraction", "text-classification"]
+    )
     p.add_argument("--weight-format", default=None, help="fp32 | fp16 | int8 | int4 (default: by model size)")
     p.add_argument("--group-size", type=int, default=None, help="int4 group size (default 128; -1 per channel)")
     p.add_argument("--ratio", type=float, default=None, help="int4: share of layers in int4, in (0, 1]")
@@ -72,8 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p)
 
     p = sub.add_parser("generate", help="generate a reply to PROMPT, streamed to stdout")
-    p.add_argument("words", nargs="+", metavar="[MODEL] PROMPT",
-                   help="model (path, hub id, or 'default'; may be omitted) and prompt")
+    p.add_argument(
+        "words",
+        nargs="+",
+        metavar="[MODEL] PROMPT",
+        help="model (path, hub id, or 'default'; may be omitted) and prompt",
+    )
     _add_generation(p)
     _add_common(p)
 
@@ -103,8 +113,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .sources import default_model_path, fetch_hub_snapshot, is_hub_id
 
     options = CompressionOptions(
-        weight_format=args.weight_format, group_size=args.group_size, ratio=args.ratio, sym=args.sym,
-        awq=args.awq, scale_estimation=args.scale_estimation, dataset=args.dataset,
+        weight_format=args.weight_format,
+        group_size=args.group_size,
+        ratio=args.ratio,
+        sym=args.sym,
+        awq=args.awq,
+        scale_estimation=args.scale_estimation,
+        dataset=args.dataset,
     )
     source = args.source
     model_id = None
@@ -123,7 +138,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
         report = compress_ir(path, args.out, options)
     elif path.is_dir() and (path / "config.json").is_file():
         report = export_model(
-            str(path), args.out, task=args.task, options=options, trust_remote_code=args.trust_remote_code,
+            str(path),
+            args.out,
+            task=args.task,
+            options=options,
+            trust_remote_code=args.trust_remote_code,
             revision=args.revision if model_id is None else None,
         )
     elif path.suffix.lower() == ".gguf":
@@ -214,8 +233,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
         history.append({"role": "system", "content": args.system})
     base = list(history)
     if interactive:
-        print(f"Chatting with {engine.model_name}. /exit to quit, /reset to forget the conversation.",
-              file=sys.stderr)
+        print(f"Chatting with {engine.model_name}. /exit to quit, /reset to forget the conversation.", file=sys.stderr)
     while True:
         if interactive:
             sys.stderr.write("you> ")
@@ -256,8 +274,11 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     for name in removed:
         print(f"removed {name}")
     if args.key is None and not args.all:
-        print(f"Removed {len(removed)} leftover(s) of interrupted exports. Use --all or a KEY "
-              f"(see `{PROG} cache list`) to remove exports.", file=sys.stderr)
+        print(
+            f"Removed {len(removed)} leftover(s) of interrupted exports. Use --all or a KEY "
+            f"(see `{PROG} cache list`) to remove exports.",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -299,8 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as e:
         if args.debug:
             raise
-        print(f"{PROG}: unexpected error: {type(e).__name__}: {e} (run with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"{PROG}: unexpected error: {type(e).__name__}: {e} (run with --debug for the traceback)", file=sys.stderr
+        )
         return 1
 
 

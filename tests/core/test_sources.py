@@ -110,13 +110,28 @@ def test_generation_defaults_are_read(tmp_path: Path, tiny_model: Path) -> None:
     folder = tmp_path / "ir"
     shutil.copytree(tiny_model, folder)
     (folder / "generation_config.json").write_text(
-        json.dumps({"temperature": 0.2, "top_p": 0.9, "top_k": 20, "do_sample": True, "repetition_penalty": 1.1,
-                    "max_new_tokens": 33, "eos_token_id": [2, 0], "unrelated": 1})
+        json.dumps(
+            {
+                "temperature": 0.2,
+                "top_p": 0.9,
+                "top_k": 20,
+                "do_sample": True,
+                "repetition_penalty": 1.1,
+                "max_new_tokens": 33,
+                "eos_token_id": [2, 0],
+                "unrelated": 1,
+            }
+        )
     )
     config = read_model_config(resolve_model(folder))
     assert config.generation_defaults == {
-        "temperature": 0.2, "top_p": 0.9, "top_k": 20, "do_sample": True, "repetition_penalty": 1.1,
-        "max_new_tokens": 33, "eos_token_id": [2, 0],
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "top_k": 20,
+        "do_sample": True,
+        "repetition_penalty": 1.1,
+        "max_new_tokens": 33,
+        "eos_token_id": [2, 0],
     }
     assert isinstance(read_model_config(ResolvedModel(folder, "ir", "x", "x")), ModelConfig)
     with pytest.raises(InvalidParameterError):
@@ -195,16 +210,15 @@ def test_embeddings_export_loads_in_text_embedding_pipeline(minilm_dir: Path) ->
     assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2])
 
 
-def test_reranker_export_loads_in_text_rerank_pipeline(minilm_dir: Path, tmp_path: Path) -> None:
-    # No cross-encoder ships on PyPI: turn MiniLM into one (one-label classification head).
-    folder = tmp_path / "cross-encoder"
-    shutil.copytree(minilm_dir, folder, ignore=shutil.ignore_patterns("1_Pooling", "modules.json", "*sentence*"))
-    config = json.loads((folder / "config.json").read_text())
-    config.update(architectures=["BertForSequenceClassification"], num_labels=1, id2label={"0": "LABEL_0"},
-                  label2id={"LABEL_0": 0})
-    (folder / "config.json").write_text(json.dumps(config))
-    resolved = resolve_model(folder, task="text-classification", cache_dir=tmp_path / "cache")
+def test_reranker_export_loads_in_text_rerank_pipeline(minilm_dir: Path) -> None:
+    pytest.importorskip("torch")
+    from tests._cross_encoder import cached_cross_encoder  # MiniLM + a one-label classification head
+
+    folder = cached_cross_encoder(minilm_dir)
+    resolved = resolve_model(folder, task="text-classification")
     assert resolved.kind == "ir"
+    assert (resolved.path / "openvino_tokenizer.xml").is_file()
+    assert json.loads((resolved.path / MARKER_FILE).read_text())["task"] == "text-classification"
     pipe = openvino_genai.TextRerankPipeline(str(resolved.path), "CPU")
     ranked = pipe.rerank("where do cats sleep?", ["Cats sleep in the sun.", "Taxes are due in April."])
     assert sorted(i for i, _ in ranked) == [0, 1]
@@ -244,7 +258,7 @@ def test_folder_that_is_no_model(tmp_path: Path) -> None:
     (tmp_path / "readme.txt").write_text("hello")
     with pytest.raises(ModelNotFoundError, match="neither an OpenVINO IR folder"):
         resolve_model(tmp_path)
-    with pytest.raises(ModelNotFoundError, match="not a .gguf model"):
+    with pytest.raises(ModelNotFoundError, match=r"not a \.gguf model"):
         resolve_model(tmp_path / "readme.txt")
 
 
