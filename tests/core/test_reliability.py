@@ -118,7 +118,7 @@ def test_mixed_load_with_cancellations_matches_sequential_greedy(engine: Engine)
 
     async def run_tasks() -> None:
         outs = await asyncio.gather(*(_run_async(engine, r) for r in tasked))
-        results.update({r["i"]: o for r, o in zip(tasked, outs)})
+        results.update({r["i"]: o for r, o in zip(tasked, outs, strict=True)})
 
     loop_thread = threading.Thread(target=lambda: asyncio.run(run_tasks()))
     with ThreadPoolExecutor(len(threaded)) as pool:
