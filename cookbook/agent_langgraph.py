@@ -24,15 +24,11 @@ Needs ``pip install "openvino-llm[cookbook]"``.
 from __future__ import annotations
 
 import argparse
-import operator
-import re
 import sys
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from langchain_chroma import Chroma
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage, SystemMessage, ToolMessage
@@ -43,84 +39,13 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.prebuilt import ToolNode, tools_condition
 from pydantic import Field
 
+import agent_tools
 import rag_langchain
 from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings
 
-SYSTEM_PROMPT = (
-    "You are a helpful assistant with tools. Use calculator for arithmetic, search_docs for questions about "
-    "the project's documentation, and fetch_page to read a web page when the user gives a URL. When a tool "
-    "has answered, reply to the user in one or two sentences that state the tool's result."
-)
-
-ANSWER_PROMPT = (
-    "You are a helpful assistant. Answer the user's question in one or two sentences using the tool results "
-    "below; quote the numbers and facts they give."
-)
-
-# --- calculator ----------------------------------------------------------------------------------------------
-
-_OPERATIONS: dict[str, Callable[[float, float], float]] = {
-    "add": operator.add, "subtract": operator.sub, "multiply": operator.mul, "divide": operator.truediv,
-    "power": operator.pow, "modulo": operator.mod,
-}  # fmt: skip
-
-
-Operation = Literal["add", "subtract", "multiply", "divide", "power", "modulo"]
-
-
-@tool
-def calculator(a: float, operation: Operation, b: float) -> str:
-    """Compute `a operation b` exactly, e.g. a=1234, operation="multiply", b=5678. Use it for any arithmetic."""
-    try:
-        result = _OPERATIONS[operation](a, b)
-    except (ZeroDivisionError, OverflowError) as e:
-        return f"error: {a} {operation} {b}: {e}"
-    return str(int(result) if isinstance(result, float) and result.is_integer() else result)
-
-
-# --- fetch_page ----------------------------------------------------------------------------------------------
-
-
-class _TextOfHTML(HTMLParser):
-    """Collects the visible text of an HTML page (no scripts, styles or markup)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self._hidden = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        self._hidden += tag in ("script", "style", "noscript", "template")
-
-    def handle_endtag(self, tag: str) -> None:
-        self._hidden -= tag in ("script", "style", "noscript", "template") and self._hidden > 0
-
-    def handle_data(self, data: str) -> None:
-        if not self._hidden and data.strip():
-            self.parts.append(" ".join(data.split()))
-
-
-def page_text(html: str) -> str:
-    parser = _TextOfHTML()
-    parser.feed(html)
-    return "\n".join(parser.parts)
-
-
-@tool
-def fetch_page(url: str) -> str:
-    """Download the web page at url (http or https) and return its text."""
-    if not url.startswith(("http://", "https://")):
-        return f"error: {url!r} is not an http(s) URL"
-    request = urllib.request.Request(url, headers={"User-Agent": "openvino-llm-cookbook/0.1"})
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            charset = response.headers.get_content_charset() or "utf-8"
-            body = response.read(2_000_000).decode(charset, errors="replace")
-            is_html = "html" in (response.headers.get_content_type() or "")
-    except OSError as e:
-        return f"error: cannot fetch {url}: {e}"
-    text = page_text(body) if is_html else body
-    return text[:3000]
+# The plain functions become LangChain tools (name, description and argument schema from their signatures).
+calculator = tool(agent_tools.calculator)
+fetch_page = tool(agent_tools.fetch_page)
 
 
 # --- search_docs ---------------------------------------------------------------------------------------------
@@ -146,9 +71,6 @@ def default_tools(store: Chroma) -> list[BaseTool]:
 # --- the graph -----------------------------------------------------------------------------------------------
 
 
-URL = re.compile(r"https?://[^\s<>\"')\]]+[^\s<>\"')\].,;:!?]")
-
-
 def tool_schemas(tools: Sequence[BaseTool], urls: Sequence[str]) -> list[dict[str, Any]]:
     """The tools' OpenAI-style schemas; when the user wrote URLs, fetch_page's ``url`` must be one of them.
 
@@ -169,7 +91,7 @@ def answer_prompt(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     """
     question = next(m for m in reversed(messages) if isinstance(m, HumanMessage))
     results = "\n\n".join(f"{m.name}: {m.content}" for m in messages if isinstance(m, ToolMessage))
-    return [SystemMessage(f"{ANSWER_PROMPT}\n\nTool results:\n{results}"), question]
+    return [SystemMessage(f"{agent_tools.ANSWER_PROMPT}\n\nTool results:\n{results}"), question]
 
 
 def build_agent(
@@ -187,9 +109,9 @@ def build_agent(
         if rounds >= max_tool_calls:
             return {"messages": [llm.invoke(answer_prompt(messages))]}
         choice = first_tool if rounds == 0 else "auto"
-        urls = [u for m in messages if isinstance(m, HumanMessage) for u in URL.findall(str(m.content))]
+        urls = [u for m in messages if isinstance(m, HumanMessage) for u in agent_tools.URL.findall(str(m.content))]
         model = llm.bind_tools(tool_schemas(tools, urls), tool_choice=choice)
-        return {"messages": [model.invoke([SystemMessage(SYSTEM_PROMPT), *messages])]}
+        return {"messages": [model.invoke([SystemMessage(agent_tools.SYSTEM_PROMPT), *messages])]}
 
     graph = StateGraph(MessagesState)
     graph.add_node("agent", agent)

@@ -752,7 +752,7 @@ def run_bench(opts: BenchOptions, argv: Sequence[str] | None = None) -> dict[str
                 "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 "cpu": _cpu_name(),
                 "cores": os.cpu_count(),
-                "command": "openvino-llm bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "command": "openvino-llm bench " + " ".join(_command_args(argv)),
                 "model": main_model.name,
                 "model_path": str(main_model.path),
                 "model_kind": main_model.kind,
@@ -777,6 +777,13 @@ def run_bench(opts: BenchOptions, argv: Sequence[str] | None = None) -> dict[str
         return results
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _command_args(argv: Sequence[str] | None) -> list[str]:
+    if argv is not None:
+        return list(argv)
+    args = sys.argv[1:]
+    return args[1:] if args[:1] == ["bench"] else args  # run from `openvino-llm bench ...`
 
 
 def _describe(label: str) -> str:
@@ -1087,8 +1094,13 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
 # ---- command line ---------------------------------------------------------------------------------
 
 
-def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    """The ``bench`` options (added to ``parser`` when given, e.g. a subcommand's parser)."""
+def build_parser(
+    parser: argparse.ArgumentParser | None = None, *, add_cache_dir: bool = True
+) -> argparse.ArgumentParser:
+    """The ``bench`` options, added to ``parser`` when given (the ``openvino-llm bench`` subcommand's parser).
+
+    ``add_cache_dir=False`` when the caller's parser already has ``--cache-dir``.
+    """
     p = parser or argparse.ArgumentParser(prog="openvino-llm bench", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "model", nargs="?", default=None, help="IR folder, .gguf, HF folder or hub id (default: SmolLM2-135M GGUF)"
@@ -1111,7 +1123,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     p.add_argument("--max-new-tokens", type=int, default=None, help="output tokens per request (default 128; quick 16)")
     p.add_argument("--runs", type=int, default=None, help="measured runs after warm-up (default 5; quick 1)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up runs, not measured (default 1)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="openvino-llm cache folder (exports)")
+    if add_cache_dir:
+        p.add_argument("--cache-dir", type=Path, default=None, help="openvino-llm cache folder (exports)")
     p.add_argument("--no-load-probes", action="store_true", help="skip the load-time/RSS subprocesses")
     for hidden in ("--probe", "--probe-kind", "--probe-compiled-dir"):
         p.add_argument(hidden, default=None, help=argparse.SUPPRESS)

@@ -138,12 +138,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
         report = compress_ir(path, args.out, options)
     elif path.is_dir() and (path / "config.json").is_file():
         report = export_model(
-            str(path),
+            model_id or str(path),
             args.out,
             task=args.task,
             options=options,
             trust_remote_code=args.trust_remote_code,
-            revision=args.revision if model_id is None else None,
+            revision=args.revision,
         )
     elif path.suffix.lower() == ".gguf":
         raise InvalidParameterError(

@@ -264,7 +264,12 @@ def make_options(weight_format: str | None = None, compression: CompressionOptio
 
 @dataclass(frozen=True)
 class ExportReport:
-    """What an export or compression produced: where, how big before/after, and how long it took."""
+    """What an export or compression produced: where, how big before/after, and how long it took.
+
+    >>> r = ExportReport(Path("out"), "src", "text-generation", CompressionOptions("int8"), 4096, 1024, 1.5)
+    >>> r.summary()
+    'int8: 4.0 KB -> 1.0 KB in 1.5 s -> out'
+    """
 
     path: Path
     source: str
@@ -486,18 +491,28 @@ def export_model(
     options = options or CompressionOptions()
     out_dir = Path(out_dir).expanduser()
     _check_output_dir(out_dir)
+    model_id = None
+    if not Path(source).expanduser().exists():
+        from .sources import fetch_hub_snapshot, is_hub_id
+
+        if not is_hub_id(str(source)):
+            raise ModelNotFoundError(f"Export source {str(source)!r} does not exist and is not a hub id.")
+        model_id = str(source)
+        source = fetch_hub_snapshot(model_id, revision)  # fails fast without network
+        revision = None
     with atomic_directory(out_dir) as tmp:
         report = _export_into(
-            str(source),
+            str(Path(source).expanduser()),
             tmp,
             task=task,
             options=options,
             trust_remote_code=trust_remote_code,
             revision=revision,
             progress=progress,
+            model_id=model_id,
         )
     report = _replace_path(report, out_dir)
-    logger.info("Exported %s: %s", source, report.summary())
+    logger.info("Exported %s: %s", model_id or source, report.summary())
     return report
 
 
@@ -754,7 +769,11 @@ def _lock_path(cache_dir: Path, key: str) -> Path:
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """One completed export in the cache (see ``openvino-llm cache list``)."""
+    """One completed export in the cache (see ``openvino-llm cache list``).
+
+    >>> [entry.key for entry in list_cache(Path("~/.cache/openvino-llm").expanduser())]  # doctest: +SKIP
+    ['SmolLM2-360M-Instruct-llm-int4-3f2a9c0d1e2b4a5c']
+    """
 
     key: str
     path: Path

@@ -456,6 +456,9 @@ def _resolve_hub(
     if found is not None:  # works offline
         return ResolvedModel(path=found, kind="ir", name=model_id, source=model_id)
     snapshot = fetch_hub_snapshot(model_id, revision)
+    if (snapshot / IR_MODEL_FILE).is_file():  # an OpenVINO IR repository (e.g. OpenVINO/...-int4-ov)
+        ir = _resolve_ir(snapshot, name, model_id, task, options, cache)
+        return ResolvedModel(path=ir.path, kind="ir", name=model_id, source=model_id)
     resolved = _export_cached(
         str(snapshot), name, model_id, task, options, cache, key_parts, trust_remote_code, None, model_id
     )

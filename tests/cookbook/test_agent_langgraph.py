@@ -8,6 +8,7 @@ import pytest
 import vcr
 
 import agent_langgraph as app
+import agent_tools
 import rag_langchain
 from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings
 
@@ -51,7 +52,7 @@ def test_calculator_and_url_pinning() -> None:
     assert app.calculator.invoke({"a": 1, "operation": "divide", "b": 0}).startswith("error:")
     [schema] = app.tool_schemas([app.fetch_page], ["http://a.test/x", "https://b.test/y?q=1"])
     assert schema["function"]["parameters"]["properties"]["url"]["enum"] == ["http://a.test/x", "https://b.test/y?q=1"]
-    assert app.URL.findall("Read http://a.test/x, then (https://b.test/y?q=1).") == [
+    assert agent_tools.URL.findall("Read http://a.test/x, then (https://b.test/y?q=1).") == [
         "http://a.test/x",
         "https://b.test/y?q=1",
     ]

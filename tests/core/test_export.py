@@ -179,6 +179,14 @@ def test_failed_export_leaves_no_entry_then_a_clean_one_works(
     assert _generates(first.path)
 
 
+def test_export_of_an_unreachable_hub_id_fails_fast(tmp_path: Path) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"no-such-org/no-such-model.*local folder"):
+        export_model("no-such-org/no-such-model", tmp_path / "out")
+    with pytest.raises(ModelNotFoundError, match="does not exist and is not a hub id"):
+        export_model(tmp_path / "missing", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
 # --- compress_ir --------------------------------------------------------------------------------
 
 

@@ -247,6 +247,23 @@ def test_hub_id_in_offline_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert time.monotonic() - start < 5
 
 
+def test_hub_id_from_the_local_hub_cache_works_offline(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An OpenVINO IR repository already in the Hugging Face cache: used as is, no network needed."""
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--test-org--tiny-ov"
+    shutil.copytree(tiny_model, repo / "snapshots" / commit, ignore=shutil.ignore_patterns(MARKER_FILE))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    resolved = resolve_model("test-org/tiny-ov", cache_dir=tmp_path / "cache")
+    assert resolved == ResolvedModel(repo / "snapshots" / commit, "ir", "test-org/tiny-ov", "test-org/tiny-ov")
+    assert openvino_genai.LLMPipeline(str(resolved.path), "CPU").get_tokenizer().get_eos_token_id() == 2
+
+
 @pytest.mark.parametrize("ref", ["/no/such/folder", "./missing-model-dir", "models/missing.gguf", "~/nope/x.gguf"])
 def test_missing_path_names_it(ref: str) -> None:
     with pytest.raises(ModelNotFoundError, match="does not exist") as info:
