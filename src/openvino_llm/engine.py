@@ -127,17 +127,10 @@ class Engine:
         on_token: Callable[[str], Any] | None = None,
     ) -> Generation:
         """Generate a whole reply. ``on_token`` is called with each piece of text as it is produced."""
-        final: Chunk | None = None
-        parts: list[str] = []
+        collector = _Collector(on_token)
         for chunk in self.stream(messages, params):
-            if chunk.text:
-                parts.append(chunk.text)
-                if on_token is not None:
-                    on_token(chunk.text)
-            if chunk.is_final:
-                final = chunk
-        assert final is not None
-        return _generation(final, parts)
+            collector.add(chunk)
+        return collector.generation()
 
     def stream(self, messages: str | Sequence[Message], params: GenerationParams | None = None) -> Iterator[Chunk]:
         """Yield text chunks as they are produced; the last chunk carries finish reason, usage and timing.
@@ -155,17 +148,10 @@ class Engine:
         on_token: Callable[[str], Any] | None = None,
     ) -> Generation:
         """Async twin of :meth:`generate`; never blocks the event loop."""
-        final: Chunk | None = None
-        parts: list[str] = []
+        collector = _Collector(on_token)
         async for chunk in self.astream(messages, params):
-            if chunk.text:
-                parts.append(chunk.text)
-                if on_token is not None:
-                    on_token(chunk.text)
-            if chunk.is_final:
-                final = chunk
-        assert final is not None
-        return _generation(final, parts)
+            collector.add(chunk)
+        return collector.generation()
 
     async def astream(
         self, messages: str | Sequence[Message], params: GenerationParams | None = None
@@ -329,16 +315,33 @@ class Engine:
         return config
 
 
-def _generation(final: Chunk, parts: list[str]) -> Generation:
-    assert final.usage is not None and final.timing is not None
-    return Generation(
-        text="".join(parts),
-        finish_reason=final.finish_reason or "stop",
-        usage=final.usage,
-        timing=final.timing,
-        tool_calls=final.tool_calls,
-        model_name=final.model_name,
-    )
+class _Collector:
+    """Joins a stream's chunks into one :class:`Generation` (the twins ``generate``/``agenerate``)."""
+
+    def __init__(self, on_token: Callable[[str], Any] | None) -> None:
+        self._on_token = on_token
+        self._parts: list[str] = []
+        self._final: Chunk | None = None
+
+    def add(self, chunk: Chunk) -> None:
+        if chunk.text:
+            self._parts.append(chunk.text)
+            if self._on_token is not None:
+                self._on_token(chunk.text)
+        if chunk.is_final:
+            self._final = chunk
+
+    def generation(self) -> Generation:
+        final = self._final
+        assert final is not None and final.usage is not None and final.timing is not None
+        return Generation(
+            text="".join(self._parts),
+            finish_reason=final.finish_reason or "stop",
+            usage=final.usage,
+            timing=final.timing,
+            tool_calls=final.tool_calls,
+            model_name=final.model_name,
+        )
 
 
 class _Output:
