@@ -21,8 +21,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(PY) -m openvino_llm.cli generate --system "You are a helpful assistant. Answer in two sentences." \
-		"What is OpenVINO and why run a language model locally?"
+	$(PY) cookbook/rag_langchain.py --question "Which exception is raised when the device is not available?"
 
 test: $(STAMP)
 	$(PY) -m ruff check src integrations tests cookbook

@@ -1,6 +1,6 @@
 """A LangGraph agent on a local OpenVINO model, with a calculator, a document search and a web page reader.
 
-    python cookbook/agent_langgraph.py --question "What is 1234 * 5678?"
+    python cookbook/agent_langgraph.py --question "What is 1234 multiplied by 5678?"
     python cookbook/agent_langgraph.py --question "What does the README say about devices?" --device CPU
     python cookbook/agent_langgraph.py --question "Summarise https://example.com" --first-tool fetch_page
 
@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--question", "-q", required=True, help="what to ask the agent")
-    parser.add_argument("--model", help="chat model: IR folder, .gguf, HF folder or hub id (default: SmolLM2-135M)")
+    parser.add_argument("--model", help="chat model: IR folder, .gguf, HF folder or hub id; None: SmolLM2-135M")
     parser.add_argument("--device", default="AUTO", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
     parser.add_argument("--weight-format", help="weight format when exporting a Hugging Face model: int4, int8, fp16")
     parser.add_argument("--docs", type=Path, nargs="+", default=list(rag_langchain.DEFAULT_DOCS), help="searched")

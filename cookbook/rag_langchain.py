@@ -152,22 +152,27 @@ def stream_answer(llm: ChatOpenVINO, question: str, context: Sequence[Document])
             yield str(chunk.content)
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The documents, index and model options (shared with chat_ui.py)."""
+    parser.add_argument("--docs", type=Path, nargs="+", default=list(DEFAULT_DOCS), help="folders or text files")
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help="Chroma folder (created, then reused)")
+    parser.add_argument("--model", help="chat model: IR folder, .gguf, HF folder or hub id; None: SmolLM2-135M")
+    parser.add_argument("--embedding-model", help="embedding model; None: the built-in all-MiniLM-L6-v2")
+    parser.add_argument("--reranker", help="cross-encoder to rerank retrieved chunks (none ships with openvino-llm)")
+    parser.add_argument("--device", default="AUTO", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
+    parser.add_argument("--weight-format", help="weight format when exporting a Hugging Face model: int4, int8, fp16")
+    parser.add_argument("--top-k", type=int, default=3, help="chunks given to the model")
+    parser.add_argument("--max-tokens", type=int, default=256, help="longest answer, in tokens")
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Answer a question about a folder of documents with a local OpenVINO model (LangChain + Chroma).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--question", "-q", help="the question; without it the documents are only indexed")
-    parser.add_argument("--docs", type=Path, nargs="+", default=list(DEFAULT_DOCS), help="folders or text files")
-    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help="Chroma folder (created, then reused)")
-    parser.add_argument("--model", help="chat model: IR folder, .gguf, HF folder or hub id (default: SmolLM2-135M)")
-    parser.add_argument("--embedding-model", help="embedding model (default: all-MiniLM-L6-v2)")
-    parser.add_argument("--reranker", help="cross-encoder to rerank retrieved chunks (none ships by default)")
-    parser.add_argument("--device", default="AUTO", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
-    parser.add_argument("--weight-format", help="weight format when exporting a Hugging Face model: int4, int8, fp16")
-    parser.add_argument("--top-k", type=int, default=3, help="chunks given to the model")
-    parser.add_argument("--max-tokens", type=int, default=256, help="longest answer, in tokens")
-    return parser
+    return add_arguments(parser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class Sample:
     input_tokens: int | None = None
     internal: dict[str, float] | None = None  # the system's own timing (openvino-genai PerfMetrics)
     caller_cpu_ms: float = 0.0  # CPU time of the calling thread: the framework's own work per request
+    caller_cpu_ttft_ms: float = 0.0  # the same, up to the first text: request preparation
 
     @property
     def caller_cpu_per_token_ms(self) -> float:
@@ -151,19 +153,32 @@ class _Clock:
     def __init__(self) -> None:
         self.t0 = time.perf_counter()
         self.cpu0 = time.thread_time()
+        self.thread = threading.get_ident()
         self.first = 0.0
+        self.cpu_first = 0.0
 
     def text(self, piece: str | None) -> None:
         if piece and not self.first:
             self.first = time.perf_counter()
+            if threading.get_ident() == self.thread:  # a streamer callback on another thread: unknown
+                self.cpu_first = time.thread_time()
 
     def sample(
         self, output_tokens: int, input_tokens: int | None = None, internal: dict[str, float] | None = None
     ) -> Sample:
         end = time.perf_counter()
-        cpu = (time.thread_time() - self.cpu0) * 1000
+        cpu_end = time.thread_time()
         first = self.first or end
-        return Sample((first - self.t0) * 1000, (end - self.t0) * 1000, int(output_tokens), input_tokens, internal, cpu)
+        cpu_ttft = ((self.cpu_first or cpu_end) - self.cpu0) * 1000
+        return Sample(
+            (first - self.t0) * 1000,
+            (end - self.t0) * 1000,
+            int(output_tokens),
+            input_tokens,
+            internal,
+            (cpu_end - self.cpu0) * 1000,
+            cpu_ttft,
+        )
 
 
 def _require(module: str, package: str) -> Any:
@@ -415,6 +430,7 @@ def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
         "e2e_ms": _stats([s.total_ms for s in samples]),
         "output_tokens": _stats([s.output_tokens for s in samples]),
         "caller_cpu_per_token_ms": _stats([s.caller_cpu_per_token_ms for s in samples]),
+        "caller_cpu_ttft_ms": _stats([s.caller_cpu_ttft_ms for s in samples]),
         "input_tokens": samples[0].input_tokens,
         "internal": {
             k: round(statistics.median(s.internal[k] for s in samples), 3) for k in (samples[0].internal or {})
@@ -442,6 +458,7 @@ class BenchOptions:
     warmup: int = 1
     cache_dir: Path | None = None
     load_probes: bool = True
+    group_size: int | None = None
 
 
 def _int_list(text: str, what: str) -> tuple[int, ...]:
@@ -669,14 +686,11 @@ def _concurrency(ctx: _Ctx, opts: BenchOptions, names: Sequence[str]) -> list[di
 
 def run_bench(opts: BenchOptions, argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark described by ``opts``; write bench.json/.md/.png to ``opts.out``; return the results."""
-    from .sources import resolve_model
 
     opts.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="openvino-llm-bench-"))
     try:
-        resolved = {
-            fmt: resolve_model(opts.model, weight_format=fmt, cache_dir=opts.cache_dir) for fmt in opts.weight_formats
-        }
+        resolved = {fmt: _resolve(opts, fmt) for fmt in opts.weight_formats}
         main_fmt = opts.weight_formats[0]
         main_model = resolved[main_fmt]
         n_fmt = len(opts.weight_formats)
@@ -779,6 +793,16 @@ def run_bench(opts: BenchOptions, argv: Sequence[str] | None = None) -> dict[str
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _resolve(opts: BenchOptions, fmt: str | None) -> Any:
+    from .export import CompressionOptions
+    from .sources import resolve_model
+
+    compression = None
+    if fmt is not None and opts.group_size is not None and fmt.startswith("int4"):
+        compression = CompressionOptions(weight_format=fmt, group_size=opts.group_size)
+    return resolve_model(opts.model, weight_format=fmt, compression=compression, cache_dir=opts.cache_dir)
+
+
 def _command_args(argv: Sequence[str] | None) -> list[str]:
     if argv is not None:
         return list(argv)
@@ -796,6 +820,10 @@ def _describe(label: str) -> str:
 
 def _find(rows: list[dict[str, Any]], system: str, prompt: str) -> dict[str, Any] | None:
     return next((r for r in rows if r["system"] == system and r["prompt"] == prompt), None)
+
+
+def _delta(row: dict[str, Any], base: dict[str, Any], key: str) -> float:
+    return round(row[key]["median"] - base[key]["median"], 4)
 
 
 def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -823,10 +851,15 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
                     "decode_tps_ratio": round(row["decode_tps"]["median"] / base["decode_tps"]["median"], 3)
                     if base["decode_tps"]["median"]
                     else None,
-                    # the calling thread's extra CPU per token: what the wrapper itself costs, far less noisy
-                    "caller_cpu_delta_ms_per_token": round(
-                        row["caller_cpu_per_token_ms"]["median"] - base["caller_cpu_per_token_ms"]["median"], 4
-                    ),
+                    # the calling thread's extra CPU (per token; before the first text): what a wrapper itself
+                    # costs, far less noisy than wall time. Only against the core engine: raw openvino-genai
+                    # runs inference on the calling thread too.
+                    "caller_cpu_delta_ms_per_token": _delta(row, base, "caller_cpu_per_token_ms")
+                    if base_name == "core-engine"
+                    else None,
+                    "caller_cpu_ttft_delta_ms": _delta(row, base, "caller_cpu_ttft_ms")
+                    if base_name == "core-engine"
+                    else None,
                 }
             )
     return out
@@ -841,35 +874,33 @@ def targets(results: dict[str, Any]) -> list[dict[str, str]]:
     def add(target: str, verdict: str, detail: str) -> None:
         out.append({"target": target, "verdict": verdict, "detail": detail})
 
+    name = "adapters add <= 2% decode time and <= 5 ms TTFT over raw openvino-genai"
     adapters = [r for r in rat if r["baseline"].startswith("genai-raw") and r["system"].split(" [")[0] in OURS]
     if adapters:
         worst_pct = max(r["decode_time_delta_pct"] or 0.0 for r in adapters)
         worst_ms = max(r["ttft_delta_ms"] for r in adapters)
         ok = worst_pct <= 2.0 and worst_ms <= 5.0
         add(
-            "adapters add <= 2% decode time and <= 5 ms TTFT over raw openvino-genai",
+            f"{name} (wall clock)",
             "met" if ok else "missed",
-            f"worst: +{worst_pct:.1f}% decode time, {worst_ms:+.1f} ms TTFT",
+            f"worst: {worst_pct:+.1f}% decode time, {worst_ms:+.1f} ms TTFT",
         )
     else:
-        add(
-            "adapters add <= 2% decode time and <= 5 ms TTFT over raw openvino-genai",
-            "not measured",
-            "no raw or adapter run",
-        )
+        add(f"{name} (wall clock)", "not measured", "needs genai-raw and an adapter")
     on_engine = [r for r in rat if r["baseline"].startswith("core-engine")]
     raw_tpots = [r["tpot_ms"]["median"] for r in results["single_stream"] if r["system"].startswith("genai-raw")]
-    target = "the adapter layer's own CPU per token over the core engine <= 2% of raw TPOT (noise-robust view)"
     if on_engine and raw_tpots:
-        worst = max(r["caller_cpu_delta_ms_per_token"] for r in on_engine)
-        share = worst / min(raw_tpots)
+        per_token = max(r["caller_cpu_delta_ms_per_token"] for r in on_engine)
+        before_first = max(r["caller_cpu_ttft_delta_ms"] for r in on_engine)
+        share = per_token / min(raw_tpots)
         add(
-            target,
-            "met" if share <= 0.02 else "missed",
-            f"worst: {worst:+.3f} ms/token = {share * 100:.2f}% of {min(raw_tpots):.1f} ms",
+            f"{name} (the adapter layer's own CPU on the calling thread, over the core engine)",
+            "met" if share <= 0.02 and before_first <= 5.0 else "missed",
+            f"worst: {per_token:+.3f} ms/token = {share * 100:.2f}% of raw TPOT {min(raw_tpots):.1f} ms; "
+            f"{before_first:+.2f} ms before the first token",
         )
     else:
-        add(target, "not measured", "needs genai-raw, core-engine and an adapter")
+        add(f"{name} (adapter CPU over the core engine)", "not measured", "needs genai-raw, core-engine and an adapter")
 
     def peer_ratio(peer: str, ours: str = "genai-raw") -> list[dict[str, Any]]:
         return [r for r in rat if r["system"] == peer and r["baseline"] == ours]
@@ -948,6 +979,10 @@ def _fmt(stat: dict[str, float]) -> str:
     return f"{stat['median']:.1f} / {stat['p90']:.1f}"
 
 
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def _cell(status: Any, error: str | None) -> str:
     text = f"{status}: {error}" if error else str(status)
     return " ".join(text.split()).replace("|", "/")
@@ -985,14 +1020,15 @@ def render_markdown(results: dict[str, Any]) -> str:
         "## Against the baseline (medians)",
         "",
         "| system | baseline | prompt | TTFT delta ms | decode time delta | decode tok/s ratio "
-        "| caller CPU delta ms/token |",
-        "|---|---|---|---:|---:|---:|---:|",
+        "| caller CPU delta ms/token | caller CPU delta before 1st token ms |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for r in results["ratios"]:
         pct = "-" if r["decode_time_delta_pct"] is None else f"{r['decode_time_delta_pct']:+.1f}%"
         lines.append(
             f"| {r['system']} | {r['baseline']} | {r['prompt']} | {r['ttft_delta_ms']:+.1f} | {pct} "
-            f"| {r['decode_tps_ratio']} | {r['caller_cpu_delta_ms_per_token']:+.3f} |"
+            f"| {r['decode_tps_ratio']} | {_num(r['caller_cpu_delta_ms_per_token'], '+.3f')} "
+            f"| {_num(r['caller_cpu_ttft_delta_ms'], '+.2f')} |"
         )
     if results["concurrency"]:
         lines += [
@@ -1106,6 +1142,7 @@ def build_parser(
         "model", nargs="?", default=None, help="IR folder, .gguf, HF folder or hub id (default: SmolLM2-135M GGUF)"
     )
     p.add_argument("--weight-format", default=None, help="comma list, e.g. fp16,int8,int4 (Hugging Face models only)")
+    p.add_argument("--group-size", type=int, default=None, help="int4 group size when exporting (default 128)")
     p.add_argument("--device", default="CPU", help="OpenVINO device (default CPU)")
     p.add_argument(
         "--concurrency", default=None, help="comma list of parallel request counts (default 1,2,4,8; quick 1,2)"
@@ -1157,6 +1194,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         warmup=args.warmup,
         cache_dir=args.cache_dir,
         load_probes=not args.no_load_probes,
+        group_size=args.group_size,
     )
 
 

@@ -8,6 +8,7 @@
     openvino-llm chat                      # interactive; /exit to quit, /reset to forget
     openvino-llm cache list
     openvino-llm cache clear --all
+    openvino-llm bench --quick             # benchmark (see docs/PERFORMANCE.md)
 
 MODEL may be omitted or ``default`` for the embedded SmolLM2-135M-Instruct. Errors print one line
 on stderr and exit with status 2.
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--all", action="store_true", help="remove every export and the compiled-model cache")
     group.add_argument("key", nargs="?", default=None, metavar="KEY", help="the entry to remove (see cache list)")
     _add_common(c)
+
+    from .bench import build_parser as add_bench_options
+
+    p = sub.add_parser("bench", help="benchmark a model: our paths vs raw openvino-genai and installed peers")
+    add_bench_options(p, add_cache_dir=False)
+    _add_common(p)
     return parser
 
 
@@ -282,12 +289,19 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_from_args
+
+    return run_from_args(args)
+
+
 _COMMANDS = {
     "export": _cmd_export,
     "devices": _cmd_devices,
     "generate": _cmd_generate,
     "chat": _cmd_chat,
     "cache": _cmd_cache,
+    "bench": _cmd_bench,
 }
 
 

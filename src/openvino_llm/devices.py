@@ -24,15 +24,15 @@ _CACHE_ENV = "OPENVINO_LLM_CACHE"
 
 
 def default_cache_dir() -> Path:
-    """The openvino-llm cache folder: ``$OPENVINO_LLM_CACHE`` or ``~/.cache/openvino-llm``.
+    """The openvino-llm cache folder: ``$OPENVINO_LLM_CACHE`` or ``~/.cache/openvino-llm`` (an absolute path).
 
     >>> default_cache_dir().name  # doctest: +SKIP
     'openvino-llm'
     """
     env = os.environ.get(_CACHE_ENV)
     if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "openvino-llm"
+        return Path(env).expanduser().resolve()
+    return (Path.home() / ".cache" / "openvino-llm").resolve()
 
 
 @lru_cache(maxsize=1)
@@ -150,9 +150,9 @@ def compile_properties(ov_config: Mapping[str, Any] | None, cache_dir: str | Pat
         if value is None or str(value) == "":
             del props["CACHE_DIR"]
         else:
-            props["CACHE_DIR"] = str(value)
+            props["CACHE_DIR"] = str(Path(str(value)).expanduser().resolve())
     else:
-        base = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        base = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()).resolve()
         props["CACHE_DIR"] = str(base / "compiled")
     return props
 

@@ -17,6 +17,8 @@ complete, so an interrupted export never leaves a folder that looks valid.
 from __future__ import annotations
 
 import contextlib
+import errno
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -32,10 +34,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 from filelock import FileLock, Timeout
 
-from .errors import ExportError, InvalidParameterError, ModelNotFoundError
+from .errors import ExportError, InvalidParameterError, ModelNotFoundError, OpenVINOLLMError
 
 logger = logging.getLogger("openvino_llm")
 
@@ -431,6 +434,21 @@ def atomic_directory(target: Path, *, extra_prefix: str = "") -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def _output_errors(out_dir: Path) -> Iterator[None]:
+    """Turn a failure to write the output folder (missing permission, not a folder, disk full) into ExportError."""
+    try:
+        yield
+    except OpenVINOLLMError:
+        raise
+    except OSError as e:
+        what = f"{e.strerror or type(e).__name__}" + (f": {e.filename}" if e.filename else "")
+        raise ExportError(
+            f"Cannot write {out_dir} ({what}); nothing was left there. Choose an output folder you can write to, "
+            "with enough free space."
+        ) from e
+
+
 def _check_output_dir(out_dir: Path) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise InvalidParameterError(
@@ -469,6 +487,72 @@ def check_ir_folder(folder: Path, task: str = "text-generation") -> None:
         raise ModelNotFoundError(f"{folder} is not a complete OpenVINO IR folder for {task}: missing {missing}. {hint}")
 
 
+def ir_damage(folder: Path, task: str = "text-generation") -> str | None:
+    """What is wrong with the files of an IR folder, or ``None`` when they look loadable.
+
+    Cheap checks, no model is compiled: the files ``task`` needs exist, every ``.xml`` parses as an
+    OpenVINO IR (``<net>``), and its ``.bin`` holds every weight the XML points to (a truncated copy
+    or an interrupted write fails here). Results are cached per file size and mtime.
+
+    >>> ir_damage(Path("my-model-ov"))  # doctest: +SKIP
+    'openvino_model.bin is truncated: 295022 bytes, but the weights need 590045'
+    """
+    folder = Path(folder)
+    need = [IR_MODEL_FILE, TOKENIZER_FILE] + ([DETOKENIZER_FILE] if task == "text-generation" else [])
+    for name in need:
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+    for name in need:
+        xml = folder / name
+        bin_file = xml.with_suffix(".bin")
+        try:
+            stamp = (str(xml), _file_stamp(xml), _file_stamp(bin_file))
+        except OSError as e:
+            return f"{name} cannot be read ({e.strerror or e})"
+        problem = _xml_damage(*stamp)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _file_stamp(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=256)
+def _xml_damage(xml_path: str, xml_stamp: tuple[int, int] | None, bin_stamp: tuple[int, int] | None) -> str | None:
+    """The damage of one IR file pair; the stamps (size, mtime) are the cache key."""
+    xml = Path(xml_path)
+    weights_end = 0
+    root_seen = False
+    try:
+        for event, elem in ElementTree.iterparse(xml, events=("start", "end")):
+            if not root_seen:
+                if elem.tag != "net":
+                    return f"{xml.name} is XML but not an OpenVINO IR model (root element <{elem.tag}>, not <net>)"
+                root_seen = True
+            if event == "end":
+                if elem.tag == "data" and "offset" in elem.attrib and "size" in elem.attrib:
+                    weights_end = max(weights_end, int(elem.attrib["offset"]) + int(elem.attrib["size"]))
+                elif elem.tag == "layer":
+                    elem.clear()
+    except (ElementTree.ParseError, ValueError) as e:
+        return f"{xml.name} is not a valid OpenVINO IR file (XML error: {e})"
+    except OSError as e:
+        return f"{xml.name} cannot be read ({e.strerror or e})"
+    bin_name = xml.with_suffix(".bin").name
+    if weights_end > 0:
+        if bin_stamp is None:
+            return f"{bin_name} is missing (it holds the weights of {xml.name})"
+        if bin_stamp[0] < weights_end:
+            return f"{bin_name} is truncated: {bin_stamp[0]} bytes, but the weights need {weights_end}"
+    return None
+
+
 def export_model(
     source: str | Path,
     out_dir: str | Path,
@@ -489,7 +573,7 @@ def export_model(
     """
     task = check_task(task)
     options = options or CompressionOptions()
-    out_dir = Path(out_dir).expanduser()
+    out_dir = Path(out_dir).expanduser().resolve()
     _check_output_dir(out_dir)
     model_id = None
     if not Path(source).expanduser().exists():
@@ -500,7 +584,7 @@ def export_model(
         model_id = str(source)
         source = fetch_hub_snapshot(model_id, revision)  # fails fast without network
         revision = None
-    with atomic_directory(out_dir) as tmp:
+    with _output_errors(out_dir), atomic_directory(out_dir) as tmp:
         report = _export_into(
             str(Path(source).expanduser()),
             tmp,
@@ -575,7 +659,7 @@ def _export_into(
             except (ExportError, KeyboardInterrupt):
                 raise
             except Exception as e:
-                raise ExportError(_export_failure_message(source, task, options, e)) from e
+                raise ExportError(_export_failure_message(source, task, options, e, out)) from e
             bar.stage("verify")
             try:
                 check_ir_folder(out, task)
@@ -603,14 +687,63 @@ def _hf_hub_cache() -> str:
     return str(HF_HUB_CACHE)
 
 
-def _export_failure_message(source: str, task: str, options: CompressionOptions, e: Exception) -> str:
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR}
+_WRITE_FAILURE_TEXT = (
+    "iostream error",  # OpenVINO's serializer when a write fails
+    "no space left",
+    "file too large",
+    "disk quota",
+    "permission denied",
+    "read-only file system",
+    "failed to write",
+    "cannot write",
+)
+
+
+def _is_write_failure(e: BaseException) -> bool:
+    seen: BaseException | None = e
+    for _ in range(8):  # the exception and its causes
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in _WRITE_ERRNOS:
+            return True
+        if any(t in str(seen).lower() for t in _WRITE_FAILURE_TEXT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _write_failure_hint(out: Path) -> str:
+    folder = out.parent
+    try:
+        free = f"{format_size(shutil.disk_usage(folder).free)} free there"
+    except OSError:
+        free = "free space unknown"
+    return (
+        f" Writing the result into {folder} failed ({free}): free disk space or check write permission, "
+        "or choose another folder (cache_dir=... / --cache-dir / $OPENVINO_LLM_CACHE for the cache). "
+        "Nothing was left half-written."
+    )
+
+
+def _export_failure_message(
+    source: str, task: str, options: CompressionOptions, e: Exception, out: Path | None = None
+) -> str:
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     msg = f"Exporting {source} for {task} with {options.describe()} failed: {type(e).__name__}: {text}"
     low = str(e).lower()
-    if "group" in low and ("size" in low or "channel" in low):
+    if out is not None and _is_write_failure(e):
+        msg += _write_failure_hint(out)
+    elif "group" in low and ("size" in low or "channel" in low):
         msg += " Choose a group_size that divides the layers' input sizes (e.g. 32 or 64), or -1 for per-channel."
     elif "trust_remote_code" in low:
         msg += " This model needs trust_remote_code=True (only for repositories whose code you trust)."
+    elif "weights only load failed" in low or "weights_only" in low:
+        msg += (
+            " Its weights are a pickle (.bin/.pt) with more than tensors in it, which could run code when "
+            "loaded; it is refused. Use a safetensors version of the model, or convert it on a machine and "
+            "with code you trust."
+        )
     return msg
 
 
@@ -629,11 +762,11 @@ def compress_ir(
 
     >>> compress_ir("model-ov", "model-ov-int8", CompressionOptions("int8"))  # doctest: +SKIP
     """
-    ir_dir = Path(ir_dir).expanduser()
-    out_dir = Path(out_dir).expanduser()
+    ir_dir = Path(ir_dir).expanduser().resolve()
+    out_dir = Path(out_dir).expanduser().resolve()
     _validate_ir_compression(ir_dir, options)
     _check_output_dir(out_dir)
-    with atomic_directory(out_dir) as tmp:
+    with _output_errors(out_dir), atomic_directory(out_dir) as tmp:
         report = _compress_into(ir_dir, tmp, options, progress=progress)
     report = _replace_path(report, out_dir)
     logger.info("Compressed %s: %s", ir_dir, report.summary())
@@ -689,6 +822,10 @@ def _compress_into(
                     model = _nncf_compress(model, options, xml)
                 ov.save_model(model, out / xml.name, compress_to_fp16=options.weight_format == "fp16")
                 del model
+    except (OpenVINOLLMError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # a damaged input IR, or a failed write (disk full, permission)
+        raise ExportError(_export_failure_message(str(ir_dir), "compression", options, e, out)) from e
     finally:
         bar.close()
     return ExportReport(
@@ -805,6 +942,26 @@ def build_cached(
     found = cached_entry(cache_dir, key)
     if found is not None:
         return found, False
+    try:
+        return _build_locked(Path(cache_dir), key, metadata, build)
+    except OpenVINOLLMError:
+        raise
+    except OSError as e:  # cannot create the folder, the lock, the temporary folder or the marker
+        raise ExportError(_cache_write_message(Path(cache_dir), e)) from e
+
+
+def _cache_write_message(cache_dir: Path, e: OSError) -> str:
+    what = f"{e.strerror or type(e).__name__}" + (f": {e.filename}" if e.filename else "")
+    return (
+        f"Cannot write to the openvino-llm cache folder {cache_dir} ({what}); nothing was cached. Choose a "
+        "writable folder with enough free space: cache_dir=... in Python, --cache-dir on the command line, "
+        "or $OPENVINO_LLM_CACHE."
+    )
+
+
+def _build_locked(
+    cache_dir: Path, key: str, metadata: Mapping[str, Any], build: Callable[[Path], ExportReport]
+) -> tuple[Path, bool]:
     lock = FileLock(str(_lock_path(cache_dir, key)))
     try:
         lock.acquire(timeout=1)

@@ -21,6 +21,7 @@ A reference is one of:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -49,6 +50,7 @@ from .export import (
     cached_entry,
     check_ir_folder,
     check_task,
+    ir_damage,
     make_options,
     package_versions,
 )
@@ -117,7 +119,7 @@ def resolve_model(
         raise InvalidParameterError(f"trust_remote_code must be True or False, got {trust_remote_code!r}.")
     if revision is not None and (not isinstance(revision, str) or not revision.strip()):
         raise InvalidParameterError(f"revision must be a branch, tag or commit string, got {revision!r}.")
-    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()).resolve()
 
     if model is None or (isinstance(model, str) and model.strip().lower() == "default"):
         path, name = default_model_path(task)
@@ -222,6 +224,9 @@ def _resolve_gguf(path: Path, name: str, source: str, task: str, options: Compre
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
             raise ModelNotFoundError(f"{path} is not a GGUF file (no GGUF magic bytes); it may be damaged.")
+    problem = gguf_damage(path)
+    if problem is not None:  # openvino-genai crashes the process on a truncated GGUF: refuse it here
+        raise ModelNotFoundError(f"{path} is damaged: {problem}. Download or copy the file again.")
     return ResolvedModel(path=path, kind="gguf", name=name, source=source)
 
 
@@ -229,6 +234,12 @@ def _resolve_ir(
     path: Path, name: str, source: str, task: str, options: CompressionOptions, cache: Path
 ) -> ResolvedModel:
     check_ir_folder(path, task)
+    problem = ir_damage(path, task)
+    if problem is not None:
+        raise ModelNotFoundError(
+            f"{path} is a damaged OpenVINO IR folder: {problem}. Export the model again (`openvino-llm export "
+            "CHECKPOINT OUT`, or optimum-cli) or copy the folder again from an intact source."
+        )
     if options.weight_format is None:
         return ResolvedModel(path=path, kind="ir", name=name, source=source)
     _validate_ir_compression(path, options)
@@ -247,7 +258,26 @@ def _resolve_ir(
         return _compress_into(path, tmp, options, progress=None)
 
     entry, _ = build_cached(cache, key, meta, build)
-    return ResolvedModel(path=entry, kind="ir", name=f"{name}-{options.weight_format}", source=source)
+    return ResolvedModel(
+        path=_checked_entry(entry, task), kind="ir", name=f"{name}-{options.weight_format}", source=source
+    )
+
+
+def _checked_entry(entry: Path, task: str) -> Path:
+    """``entry`` (a cache entry folder) if its files are intact, else :class:`ModelNotFoundError` with the fix.
+
+    A cache entry can be damaged after it was written (a disk error, a copy cut short, a file
+    edited by hand); the error names the file and the ``openvino-llm cache clear`` command.
+    """
+    problem = ir_damage(entry, task)
+    if problem is None:
+        return entry
+    cache = entry.parent.parent
+    option = "" if cache == default_cache_dir().resolve() else f" --cache-dir {cache}"
+    raise ModelNotFoundError(
+        f"The cached export {entry} is damaged: {problem}. Remove it with `openvino-llm cache clear "
+        f"{entry.name}{option}` (or delete that folder), then load the model again to export it afresh."
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -331,12 +361,12 @@ def _export_cached(
     found = cached_entry(cache, key)
     if found is not None:
         logger.debug("Using cached export %s", found)
-        return ResolvedModel(path=found, kind="ir", name=name, source=source)
+        return ResolvedModel(path=_checked_entry(found, task), kind="ir", name=name, source=source)
     _import_optimum_export()  # a clear "pip install openvino-llm[export]" before touching the cache
     entry, built = build_cached(cache, key, meta, build)
     if not built:
         logger.debug("Using cached export %s (built by another process)", entry)
-    return ResolvedModel(path=entry, kind="ir", name=name, source=source)
+    return ResolvedModel(path=_checked_entry(entry, task), kind="ir", name=name, source=source)
 
 
 def _looks_like_hub_id(text: str) -> bool:
@@ -454,7 +484,7 @@ def _resolve_hub(
     key = cache_key(name, key_parts)
     found = cached_entry(cache, key)
     if found is not None:  # works offline
-        return ResolvedModel(path=found, kind="ir", name=model_id, source=model_id)
+        return ResolvedModel(path=_checked_entry(found, task), kind="ir", name=model_id, source=model_id)
     snapshot = fetch_hub_snapshot(model_id, revision)
     if (snapshot / IR_MODEL_FILE).is_file():  # an OpenVINO IR repository (e.g. OpenVINO/...-int4-ov)
         ir = _resolve_ir(snapshot, name, model_id, task, options, cache)
@@ -630,7 +660,58 @@ def read_gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     >>> read_gguf_metadata("SmolLM2-135M-Instruct.Q4_1.gguf")["general.architecture"]  # doctest: +SKIP
     'llama'
     """
-    path = Path(path)
+    return _read_gguf_header(Path(path), tensors=False)[0]
+
+
+# (elements per block, bytes per block) of the ggml tensor types whose layout is certain; other types
+# count as 0 bytes, so the size check below stays a lower bound and never rejects an intact file.
+_GGML_TYPE_SIZES = {
+    0: (1, 4),  # F32
+    1: (1, 2),  # F16
+    2: (32, 18),  # Q4_0
+    3: (32, 20),  # Q4_1
+    6: (32, 22),  # Q5_0
+    7: (32, 24),  # Q5_1
+    8: (32, 34),  # Q8_0
+    10: (256, 84),  # Q2_K
+    11: (256, 110),  # Q3_K
+    12: (256, 144),  # Q4_K
+    13: (256, 176),  # Q5_K
+    14: (256, 210),  # Q6_K
+    24: (1, 1),  # I8
+    25: (1, 2),  # I16
+    26: (1, 4),  # I32
+    27: (1, 8),  # I64
+    28: (1, 8),  # F64
+    30: (1, 2),  # BF16
+}
+
+
+def gguf_damage(path: str | os.PathLike[str]) -> str | None:
+    """What is wrong with a GGUF file, or ``None``: an unreadable header, or tensor data cut short.
+
+    Reads only the header (metadata and tensor table), so it is cheap even for large files.
+
+    >>> gguf_damage("SmolLM2-135M-Instruct.Q4_1.gguf") is None  # doctest: +SKIP
+    True
+    """
+    st = Path(path).stat()
+    return _gguf_damage(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _gguf_damage(path: str, size: int, mtime_ns: int) -> str | None:
+    try:
+        _, needed = _read_gguf_header(Path(path), tensors=True)
+    except ModelNotFoundError as e:
+        return str(e).split(": ", 1)[-1]
+    if size < needed:
+        return f"the file is truncated: {size} bytes, but its tensors need at least {needed}"
+    return None
+
+
+def _read_gguf_header(path: Path, *, tensors: bool) -> tuple[dict[str, Any], int]:
+    """-> (metadata, bytes the tensor data needs: 0 unless ``tensors``)."""
     try:
         with path.open("rb") as raw:
             import io
@@ -640,7 +721,7 @@ def read_gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
                 raise ModelNotFoundError(f"{path} is not a GGUF file (no GGUF magic bytes).")
             version = struct.unpack("<I", f.read(4))[0]
             reader = _GGUFReader(f, version)
-            reader.count()  # tensor count
+            n_tensors = reader.count()
             n_kv = reader.count()
             meta: dict[str, Any] = {}
             for _ in range(n_kv):
@@ -649,7 +730,25 @@ def read_gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
                 value = reader.value(vtype)
                 if value is not None:
                     meta[key] = value
-            return meta
+            if not tensors:
+                return meta, 0
+            data_end = 0
+            for _ in range(n_tensors):
+                reader.skip_string()  # name
+                n_dims = reader.read("<I")
+                if n_dims > 8:
+                    raise ValueError(f"implausible tensor rank {n_dims} in GGUF header")
+                elements = 1
+                for _ in range(n_dims):
+                    elements *= reader.read("<Q")
+                ggml_type = reader.read("<I")
+                offset = reader.read("<Q")
+                block, block_bytes = _GGML_TYPE_SIZES.get(ggml_type, (1, 0))
+                data_end = max(data_end, offset + elements // block * block_bytes)
+            alignment = meta.get("general.alignment", 32)
+            alignment = alignment if isinstance(alignment, int) and alignment > 0 else 32
+            data_start = -(-f.tell() // alignment) * alignment
+            return meta, data_start + data_end
     except (ValueError, struct.error) as e:
         raise ModelNotFoundError(f"{path}: cannot read the GGUF header ({e}); the file may be damaged.") from e
 
@@ -685,6 +784,7 @@ __all__ = [
     "ResolvedModel",
     "default_model_path",
     "fetch_hub_snapshot",
+    "gguf_damage",
     "is_hub_id",
     "read_gguf_metadata",
     "read_model_config",

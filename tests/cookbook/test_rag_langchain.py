@@ -84,3 +84,12 @@ def test_reranker_option(corpus: Path, tmp_path: Path, minilm_dir: Path, capsys:
     assert app.main([*argv, "--reranker", str(reranker), "--question", "What is Marmot?"]) == 0
     sources = _sources(capsys.readouterr().out)
     assert len(sources) == 2 and set(sources) <= {f"corpus/{name}" for name in CORPUS}
+
+
+def test_missing_docs_folder_is_reported_before_any_work(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"--docs .*nowhere does not exist"):
+        app.main(["--docs", str(tmp_path / "nowhere"), "--db", str(tmp_path / "db"), "--question", "?"])
+    assert not (tmp_path / "db").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match=r"no \.md/\.txt/\.rst files"):
+        app.find_documents([tmp_path / "empty"])
