@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from openvino_llm import InvalidParameterError
+from openvino_llm import InvalidParameterError, cli
 from openvino_llm.bench import PROMPTS, Sample, build_parser, main, options_from_args, summarize
 
 
@@ -53,10 +53,11 @@ def test_bad_options_exit_code_and_message(capsys: pytest.CaptureFixture[str], t
 def test_quick_bench_writes_sane_results(smollm2_gguf: Path, cache_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     argv = [str(smollm2_gguf), "--quick", "--out", str(out), "--cache-dir", str(cache_dir), "--max-new-tokens", "8"]
-    assert main([*argv, "--peers", "llama-cpp-python"]) == 0
+    assert cli.main(["bench", *argv, "--peers", "llama-cpp-python"]) == 0  # the `openvino-llm bench` subcommand
 
     results = json.loads((out / "bench.json").read_text())
     assert results["meta"]["model_kind"] == "gguf"
+    assert results["meta"]["command"] == "openvino-llm bench " + " ".join([*argv, "--peers", "llama-cpp-python"])
     assert results["meta"]["model_size_bytes"]["default"] == smollm2_gguf.stat().st_size
     # the peer is reported whether or not it is installed, never dropped
     systems = {s["system"]: s for s in results["systems"]}
