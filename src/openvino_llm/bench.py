@@ -684,7 +684,7 @@ def _concurrency(ctx: _Ctx, opts: BenchOptions, names: Sequence[str]) -> list[di
     return rows
 
 
-def run_bench(opts: BenchOptions, argv: Sequence[str] | None = None) -> dict[str, Any]:
+def run_bench(opts: BenchOptions) -> dict[str, Any]:
     """Run the benchmark described by ``opts``; write bench.json/.md/.png to ``opts.out``; return the results."""
 
     opts.out.mkdir(parents=True, exist_ok=True)
@@ -766,7 +766,7 @@ def run_bench(opts: BenchOptions, argv: Sequence[str] | None = None) -> dict[str
                 "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
                 "cpu": _cpu_name(),
                 "cores": os.cpu_count(),
-                "command": "openvino-llm bench " + " ".join(_command_args(argv)),
+                "command": command_line(opts),
                 "model": main_model.name,
                 "model_path": str(main_model.path),
                 "model_kind": main_model.kind,
@@ -803,11 +803,31 @@ def _resolve(opts: BenchOptions, fmt: str | None) -> Any:
     return resolve_model(opts.model, weight_format=fmt, compression=compression, cache_dir=opts.cache_dir)
 
 
-def _command_args(argv: Sequence[str] | None) -> list[str]:
-    if argv is not None:
-        return list(argv)
-    args = sys.argv[1:]
-    return args[1:] if args[:1] == ["bench"] else args  # run from `openvino-llm bench ...`
+def command_line(opts: BenchOptions) -> str:
+    """The ``openvino-llm bench`` command that reproduces ``opts`` (recorded with the results)."""
+    parts = ["openvino-llm", "bench"]
+    if opts.model is not None:
+        parts.append(str(opts.model))
+    if opts.weight_formats != (None,):
+        parts += ["--weight-format", ",".join(f or "default" for f in opts.weight_formats)]
+    if opts.group_size is not None:
+        parts += ["--group-size", str(opts.group_size)]
+    if opts.device != "CPU":
+        parts += ["--device", opts.device]
+    if opts.quick:
+        parts.append("--quick")
+    parts += ["--concurrency", ",".join(map(str, opts.concurrency)) or "none"]
+    parts += ["--peers", ",".join(opts.peers) or "none"]
+    if set(opts.systems) != set(OURS):
+        parts += ["--systems", ",".join(opts.systems)]
+    parts += ["--max-new-tokens", str(opts.max_new_tokens), "--runs", str(opts.runs)]
+    if opts.warmup != 1:
+        parts += ["--warmup", str(opts.warmup)]
+    if opts.cache_dir is not None:
+        parts += ["--cache-dir", str(opts.cache_dir)]
+    if not opts.load_probes:
+        parts.append("--no-load-probes")
+    return " ".join([*parts, "--out", str(opts.out)])
 
 
 def _describe(label: str) -> str:
@@ -1208,13 +1228,13 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     )
 
 
-def run_from_args(args: argparse.Namespace, argv: Sequence[str] | None = None) -> int:
+def run_from_args(args: argparse.Namespace) -> int:
     """Run ``bench`` from parsed arguments; prints the markdown summary. Returns the exit code."""
     if args.probe:
         return _run_probe(
             args.probe, args.model, args.probe_kind, args.device, args.probe_compiled_dir, args.max_new_tokens or 16
         )
-    results = run_bench(options_from_args(args), argv)
+    results = run_bench(options_from_args(args))
     print(render_markdown(results))
     print(f"Results written to {args.out}/bench.json, bench.md" + (", bench.png" if results["meta"]["chart"] else ""))
     return 0
@@ -1225,7 +1245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        return run_from_args(args, argv)
+        return run_from_args(args)
     except OpenVINOLLMError as e:
         print(f"openvino-llm bench: error: {e}", file=sys.stderr)
         return 2

@@ -57,7 +57,7 @@ def test_quick_bench_writes_sane_results(smollm2_gguf: Path, cache_dir: Path, tm
 
     results = json.loads((out / "bench.json").read_text())
     assert results["meta"]["model_kind"] == "gguf"
-    assert results["meta"]["command"] == "openvino-llm bench " + " ".join([*argv, "--peers", "llama-cpp-python"])
+    assert results["meta"]["command"].startswith(f"openvino-llm bench {smollm2_gguf} --quick --concurrency 1,2 ")
     assert results["meta"]["model_size_bytes"]["default"] == smollm2_gguf.stat().st_size
     # the peer is reported whether or not it is installed, never dropped
     systems = {s["system"]: s for s in results["systems"]}
