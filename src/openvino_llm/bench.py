@@ -1251,7 +1251,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
-__all__ = ["PEERS", "PROMPTS", "BenchOptions", "Sample", "build_parser", "main", "run_bench", "summarize"]
+__all__ = [
+    "PEERS",
+    "PROMPTS",
+    "BenchOptions",
+    "Sample",
+    "build_parser",
+    "command_line",
+    "main",
+    "run_bench",
+    "summarize",
+]
 
 if __name__ == "__main__":
     sys.exit(main())

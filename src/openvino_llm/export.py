@@ -737,7 +737,10 @@ def _export_failure_message(
     elif "group" in low and ("size" in low or "channel" in low):
         msg += " Choose a group_size that divides the layers' input sizes (e.g. 32 or 64), or -1 for per-channel."
     elif "trust_remote_code" in low:
-        msg += " This model needs trust_remote_code=True (only for repositories whose code you trust)."
+        msg += (
+            " This model needs trust_remote_code=True (--trust-remote-code on the command line), only for "
+            "repositories whose code you trust."
+        )
     elif "weights only load failed" in low or "weights_only" in low:
         msg += (
             " Its weights are a pickle (.bin/.pt) with more than tensors in it, which could run code when "
@@ -778,6 +781,13 @@ def _validate_ir_compression(ir_dir: Path, options: CompressionOptions) -> None:
         raise InvalidParameterError(f"options must be a CompressionOptions, got {type(options).__name__}.")
     if not (ir_dir / IR_MODEL_FILE).is_file():
         raise ModelNotFoundError(f"{ir_dir} is not an OpenVINO IR folder: it has no {IR_MODEL_FILE}.")
+    for xml in _model_xmls(ir_dir):
+        problem = _xml_damage(str(xml), _file_stamp(xml), _file_stamp(xml.with_suffix(".bin")))
+        if problem is not None:
+            raise ModelNotFoundError(
+                f"{ir_dir} is a damaged OpenVINO IR folder: {problem}. Export the model again, or copy the folder "
+                "again from an intact source."
+            )
     if options.weight_format is None:
         raise InvalidParameterError(
             f"Compressing an IR folder needs a weight_format: one of {', '.join(WEIGHT_FORMATS)}."

@@ -32,16 +32,22 @@ from openvino_llm.sources import resolve_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _EXPORT = """\
-import logging, sys
+import logging, os, sys, time
 logging.basicConfig(level=logging.INFO, format="%(message)s")
 from openvino_llm.sources import resolve_model
+import optimum.exporters.openvino  # imported before the start line, so both processes start together
+if len(sys.argv) > 3:  # a start line: wait until every process has finished its imports
+    open(os.path.join(sys.argv[3], str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 120
+    while len(os.listdir(sys.argv[3])) < int(sys.argv[4]) and time.monotonic() < deadline:
+        time.sleep(0.01)
 print(resolve_model(sys.argv[1], cache_dir=sys.argv[2]).path, flush=True)
 """
 
 
-def _export_process(model: Path, cache: Path) -> subprocess.Popen:
+def _export_process(model: Path, cache: Path, *start_line: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-c", _EXPORT, str(model), str(cache)],
+        [sys.executable, "-c", _EXPORT, str(model), str(cache), *start_line],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -52,7 +58,7 @@ def _export_process(model: Path, cache: Path) -> subprocess.Popen:
 def _generates(path: Path) -> str:
     config = openvino_genai.GenerationConfig()
     config.max_new_tokens = config.min_new_tokens = 4
-    return openvino_genai.LLMPipeline(str(path), "CPU").generate("Hello", config)
+    return openvino_genai.LLMPipeline(str(path), "CPU").generate(["Hello"], config).texts[0]
 
 
 def _entries(cache: Path) -> list[str]:
@@ -102,7 +108,9 @@ def test_export_killed_half_way_leaves_no_entry_and_the_next_load_exports(tiny_h
 def test_two_processes_loading_the_same_new_model_export_it_once(tiny_hf_dir: Path, tmp_path: Path) -> None:
     """Through resolve_model (test_export.py covers build_cached alone): one exports, the other waits."""
     cache = tmp_path / "cache"
-    procs = [_export_process(tiny_hf_dir, cache) for _ in range(2)]
+    start_line = tmp_path / "ready"
+    start_line.mkdir()
+    procs = [_export_process(tiny_hf_dir, cache, str(start_line), "2") for _ in range(2)]
     try:
         outputs = [p.communicate(timeout=240) for p in procs]
     finally:
@@ -166,6 +174,15 @@ def test_damaged_cache_entry_names_the_file_and_the_fix(tiny_hf_dir: Path, entry
     assert "load the model again to export it afresh" in message
 
 
+def test_damaged_entry_of_the_default_cache_needs_no_option(
+    tiny_hf_dir: Path, entry_copy: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENVINO_LLM_CACHE", str(entry_copy.parent.parent))
+    _truncate(entry_copy / "openvino_model.bin")
+    with pytest.raises(ModelNotFoundError, match=rf"`openvino-llm cache clear {entry_copy.name}` \(or delete"):
+        resolve_model(tiny_hf_dir)
+
+
 def test_load_engine_on_a_damaged_entry_raises_the_same_error(tiny_hf_dir: Path, entry_copy: Path) -> None:
     _truncate(entry_copy / "openvino_model.bin")
     with pytest.raises(ModelNotFoundError, match=r"openvino_model\.bin is truncated.*openvino-llm cache clear"):
@@ -185,6 +202,17 @@ def test_damaged_ir_folder_says_to_export_again(tiny_model: Path, tmp_path: Path
         assert "Export the model again" in str(info.value)
 
 
+def test_compressing_a_damaged_ir_folder_is_refused(tiny_model: Path, tmp_path: Path) -> None:
+    from openvino_llm.export import CompressionOptions, compress_ir
+
+    folder = tmp_path / "my-model-ov"
+    shutil.copytree(tiny_model, folder)
+    _truncate(folder / "openvino_model.bin")
+    with pytest.raises(ModelNotFoundError, match=r"damaged OpenVINO IR folder: openvino_model\.bin is truncated"):
+        compress_ir(folder, tmp_path / "out", CompressionOptions("int8"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_truncated_gguf_is_refused_instead_of_crashing(smollm2_gguf: Path, tmp_path: Path) -> None:
     """openvino-genai crashes the whole process (SIGSEGV) on a truncated GGUF: it must never get one."""
     cut = tmp_path / "cut.gguf"
@@ -193,6 +221,38 @@ def test_truncated_gguf_is_refused_instead_of_crashing(smollm2_gguf: Path, tmp_p
     with pytest.raises(ModelNotFoundError, match=r"cut\.gguf is damaged: the file is truncated.*copy the file again"):
         load_engine(cut, device="CPU")
     assert resolve_model(smollm2_gguf).kind == "gguf"  # the intact file passes the same check
+
+
+_GREEDY = """\
+import sys
+from openvino_llm import GenerationParams, load_engine
+engine = load_engine(sys.argv[1], device="CPU", cache_dir=sys.argv[2])
+print(repr(engine.generate("Hello", GenerationParams(max_new_tokens=4, temperature=0)).text))
+"""
+
+
+def test_damaged_compiled_model_cache_is_recompiled(tiny_model: Path, tmp_path: Path) -> None:
+    """A truncated or overwritten blob in ``<cache>/compiled/``: OpenVINO recompiles, same greedy output."""
+    cache = tmp_path / "cache"
+
+    def run() -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", _GREEDY, str(tiny_model), str(cache)], capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip().splitlines()[-1]
+
+    expected = run()
+    blobs = list((cache / "compiled").glob("*.blob"))
+    assert blobs
+    for blob in blobs:
+        blob.chmod(0o600)  # OpenVINO writes them read-only
+        _truncate(blob)
+    assert run() == expected
+    for blob in (cache / "compiled").glob("*.blob"):
+        blob.chmod(0o600)
+        blob.write_bytes(os.urandom(3000))
+    assert run() == expected
 
 
 # --- failed writes ------------------------------------------------------------------------------
@@ -236,6 +296,14 @@ def test_permission_denied_in_the_cache(tiny_hf_dir: Path, tmp_path: Path, immut
     with pytest.raises(ExportError, match=r"Cannot write to the openvino-llm cache folder .*Operation not permitted"):
         resolve_model(tiny_hf_dir, cache_dir=cache)
     assert _entries(cache) == []
+
+
+def test_read_only_cache_still_serves_its_entries(tiny_hf_dir: Path, entry_copy: Path, immutable) -> None:
+    """A cache prepared once and then made read-only (a shared server cache): its exports load."""
+    cache = entry_copy.parent.parent
+    for folder in (cache, cache / "exports", entry_copy):
+        immutable(folder)
+    assert resolve_model(tiny_hf_dir, cache_dir=cache).path == entry_copy
 
 
 _DISK_FULL = """\

@@ -52,7 +52,7 @@ def test_checkpoint_code_runs_only_with_trust_remote_code(tiny_hf_dir: Path, tmp
     marker = tmp_path / "code-ran.txt"
     folder = _remote_code_checkpoint(tiny_hf_dir, tmp_path / "custom-ckpt", marker)
     cache = tmp_path / "cache"
-    with pytest.raises(ExportError, match=r"custom code.*trust_remote_code=True \(only for repositories whose code"):
+    with pytest.raises(ExportError, match=r"custom code.*needs trust_remote_code=True .*repositories whose code"):
         resolve_model(folder, cache_dir=cache)
     assert not marker.exists(), "the checkpoint's Python code was executed without trust_remote_code"
     assert list_cache(cache) == [] and not [p for p in (cache / "exports").iterdir()]
