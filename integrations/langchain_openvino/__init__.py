@@ -1,4 +1,7 @@
-"""LangChain integration of openvino-llm: ``from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings, OpenVINORerank``."""
+"""LangChain integration of openvino-llm.
+
+``from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings, OpenVINORerank``
+"""
 
 from langchain_openvino.chat_models import ChatOpenVINO
 from langchain_openvino.embeddings import OpenVINOEmbeddings
