@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from tests._shared import EXACT, MULTIPLY
 
 from openvino_llm import (
     ContextLengthExceededError,
@@ -21,9 +22,6 @@ from openvino_llm import (
 )
 
 GREEDY = GenerationParams(temperature=0.0, max_new_tokens=24)
-#: Batched and single-request kernels give bit-identical greedy output only in full f32 without
-#: dynamic activation quantization (bf16 / u8 KV cache / DQ round differently per batch shape).
-EXACT = {"INFERENCE_PRECISION_HINT": "f32", "KV_CACHE_PRECISION": "f32", "DYNAMIC_QUANTIZATION_GROUP_SIZE": "0"}
 QUESTIONS = [
     "What is the capital of France?",
     "What is 2+2?",
@@ -34,15 +32,6 @@ QUESTIONS = [
     "Who wrote Hamlet?",
     "What is the sun?",
 ]
-MULTIPLY = {
-    "name": "multiply",
-    "description": "Multiply two integers.",
-    "parameters": {
-        "type": "object",
-        "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-        "required": ["a", "b"],
-    },
-}
 WEATHER = {
     "name": "get_weather",
     "description": "Current weather of a city.",
