@@ -18,6 +18,7 @@ from openvino_llm import (
     Engine,
     GenerationParams,
     InvalidParameterError,
+    OpenVINOLLMError,
     load_engine,
 )
 
@@ -439,3 +440,33 @@ def test_echoed_tool_response_tag_ends_the_answer(engine: Engine) -> None:
     ]
     gen = engine.generate(messages, GenerationParams(temperature=0, max_new_tokens=40, tools=(MULTIPLY,)))
     assert "</tool_response>" not in gen.text and "42" in gen.text
+
+
+def test_auto_backend_falls_back_to_optimum_with_one_log_line(
+    tiny_hf_dir: Path, tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stateless IR (exported without KV-cache state) is something openvino-genai cannot batch."""
+    pytest.importorskip("optimum.intel")
+    import shutil
+
+    from optimum.exporters.openvino import main_export
+
+    stateless = tmp_path / "stateless"
+    main_export(str(tiny_hf_dir), str(stateless), task="text-generation-with-past", stateful=False)
+    for name in (
+        "openvino_tokenizer.xml",
+        "openvino_tokenizer.bin",
+        "openvino_detokenizer.xml",
+        "openvino_detokenizer.bin",
+    ):
+        shutil.copy(tiny_model / name, stateless / name)
+    with pytest.raises(OpenVINOLLMError, match="could not load"):
+        load_engine(stateless, device="CPU", backend="genai")
+    caplog.set_level("WARNING", logger="openvino_llm")
+    engine = load_engine(stateless, device="CPU", ov_config=EXACT, backend="auto")
+    assert engine.backend == "optimum"
+    fallbacks = [r for r in caplog.records if "falling back to the optimum backend" in r.getMessage()]
+    assert len(fallbacks) == 1
+    params = GenerationParams(temperature=0, max_new_tokens=8)
+    reference = load_engine(tiny_model, device="CPU", ov_config=EXACT).generate("hello there", params)
+    assert engine.generate("hello there", params).text == reference.text
