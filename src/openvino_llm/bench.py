@@ -462,6 +462,8 @@ class BenchOptions:
 
 
 def _int_list(text: str, what: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":
+        return ()
     try:
         values = tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
@@ -1175,7 +1177,9 @@ def build_parser(
     p.add_argument("--group-size", type=int, default=None, help="int4 group size when exporting (default 128)")
     p.add_argument("--device", default="CPU", help="OpenVINO device (default CPU)")
     p.add_argument(
-        "--concurrency", default=None, help="comma list of parallel request counts (default 1,2,4,8; quick 1,2)"
+        "--concurrency",
+        default=None,
+        help="comma list of parallel request counts, or none (default 1,2,4,8; quick 1,2)",
     )
     p.add_argument(
         "--peers", default=None, help=f"comma list of {list(PEERS)}, 'all' or 'none' (default all; quick none)"

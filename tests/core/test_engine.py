@@ -241,6 +241,7 @@ async def test_cancelling_a_task_cancels_its_request(engine: Engine) -> None:
     async def consume() -> None:
         async for _ in engine.astream("Write a very long story about a dragon.", GenerationParams(max_new_tokens=2000)):
             first.set()
+            await asyncio.Event().wait()  # a slow consumer, parked mid-stream until cancelled
 
     task = asyncio.create_task(consume())
     await asyncio.wait_for(first.wait(), 30)

@@ -80,6 +80,7 @@ async def _run_async(engine: Engine, req: dict[str, Any]) -> Any:
         async def consume() -> None:
             async for _ in engine.astream(req["prompt"], req["params"]):
                 started.set()
+                await asyncio.Event().wait()  # a slow consumer, parked mid-stream until cancelled
 
         task = asyncio.create_task(consume())
         await asyncio.wait_for(started.wait(), WAIT)
