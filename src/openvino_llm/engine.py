@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import json
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -158,21 +160,14 @@ class Engine:
     ) -> AsyncIterator[Chunk]:
         """Async twin of :meth:`stream`; cancelling the task or closing the iterator cancels the request."""
         prep = self._prepare(messages, params)
-        loop = asyncio.get_running_loop()
-        events: asyncio.Queue[Event] = asyncio.Queue()
-        ticket = self._scheduler.submit(
-            prep.input_ids, prep.config, lambda e: loop.call_soon_threadsafe(events.put_nowait, e)
-        )
+        inbox = _AsyncInbox(asyncio.get_running_loop())
+        ticket = self._scheduler.submit(prep.input_ids, prep.config, inbox.put)
         out = _Output(self, prep)
         try:
             while not out.done:
-                try:
-                    event = await asyncio.wait_for(events.get(), timeout=5.0)
-                except asyncio.TimeoutError:
-                    self._check_alive()
-                    continue
-                for chunk in out.feed(event, ticket):
-                    yield chunk
+                for event in await inbox.drain(self._check_alive):
+                    for chunk in out.feed(event, ticket):
+                        yield chunk
         finally:
             if not out.done:
                 ticket.cancel()
@@ -313,6 +308,52 @@ class Engine:
         except Exception as e:
             raise InvalidParameterError(f"Invalid generation parameters: {e}") from None
         return config
+
+
+_HAS_ASYNCIO_TIMEOUT = sys.version_info >= (3, 11)
+
+
+class _AsyncInbox:
+    """Events from the worker thread to one coroutine.
+
+    The event loop is woken (``call_soon_threadsafe``) only when the coroutine is actually waiting,
+    and everything that arrived meanwhile is taken in one go: no per-token task or wake-up when the
+    consumer is busy.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: collections.deque[Event] = collections.deque()
+        self._ready = asyncio.Event()
+        self._waiting = False
+
+    def put(self, event: Event) -> None:  # on the worker thread
+        self._items.append(event)
+        if self._waiting:
+            self._waiting = False
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def drain(self, on_idle: Callable[[], None], idle_s: float = 5.0) -> list[Event]:
+        """All events that arrived, waiting for at least one; ``on_idle`` runs every ``idle_s`` of silence."""
+        while not self._items:
+            self._ready.clear()
+            self._waiting = True
+            if self._items:  # arrived between the check and the flag
+                self._waiting = False
+                break
+            try:
+                if _HAS_ASYNCIO_TIMEOUT:  # no extra task per wait (asyncio.wait_for wraps one)
+                    async with asyncio.timeout(idle_s):  # type: ignore[attr-defined]
+                        await self._ready.wait()
+                else:
+                    await asyncio.wait_for(self._ready.wait(), idle_s)
+            except (asyncio.TimeoutError, TimeoutError):
+                self._waiting = False
+                on_idle()
+        events = []
+        while self._items:
+            events.append(self._items.popleft())
+        return events
 
 
 class _Collector:
