@@ -126,6 +126,21 @@ def test_one_command_starts_the_server_on_localhost(corpus: Path, tmp_path: Path
             except OSError:
                 time.sleep(0.2)
         assert "<title>Ask the documents</title>" in page and 'new EventSource("/ask?q="' in page
+        assert _listening_addresses(port) == {"127.0.0.1"}, "the server must listen on loopback only by default"
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _listening_addresses(port: int) -> set[str]:
+    """IPv4 addresses with a socket listening on ``port`` (from /proc/net/tcp, state 0A = LISTEN)."""
+    import socket
+    import struct
+
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        address, hex_port = local.split(":")
+        if state == "0A" and int(hex_port, 16) == port:
+            found.add(socket.inet_ntoa(struct.pack("<I", int(address, 16))))
+    return found
