@@ -20,11 +20,8 @@ Needs ``pip install "openvino-llm[cookbook]"``. Everything runs offline.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import chromadb
@@ -32,14 +29,11 @@ from chromadb.config import Settings
 from langchain_chroma import Chroma
 from langchain_core.documents import Document
 from langchain_text_splitters import RecursiveCharacterTextSplitter
-from tqdm import tqdm
 
+from corpus import DEFAULT_DOCS, IndexReport, default_db, find_documents, plan_update, progress
 from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings, OpenVINORerank
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DOCS = (REPO_ROOT / "README.md", REPO_ROOT / "docs")
-DEFAULT_DB = Path(os.environ.get("OPENVINO_LLM_CACHE") or Path.home() / ".cache" / "openvino-llm") / "cookbook-chroma"
-SUFFIXES = (".md", ".txt", ".rst")
+DEFAULT_DB = default_db("cookbook-chroma")
 COLLECTION = "docs"
 
 SYSTEM_PROMPT = (
@@ -49,44 +43,10 @@ SYSTEM_PROMPT = (
 )
 
 
-def quiet_progress() -> bool:
-    """No progress bars when stderr is not a terminal or in CI."""
-    return bool(os.environ.get("CI")) or not sys.stderr.isatty()
-
-
-def find_documents(paths: Sequence[Path]) -> dict[str, Path]:
-    """Text files under ``paths`` by source name: a file's own name, or its path from a folder's parent."""
-    found: dict[str, Path] = {}
-    for root in paths:
-        root = root.expanduser().resolve()
-        if root.is_file():
-            found[root.name] = root
-        elif root.is_dir():
-            for path in sorted(root.rglob("*")):
-                if path.is_file() and path.suffix.lower() in SUFFIXES:
-                    found[path.relative_to(root.parent).as_posix()] = path
-        else:
-            raise SystemExit(f"error: --docs {root} does not exist; give a folder or a text file.")
-    if not found:
-        raise SystemExit(f"error: no {'/'.join(SUFFIXES)} files under {', '.join(map(str, paths))}.")
-    return found
-
-
 def open_store(db: Path, embeddings: OpenVINOEmbeddings) -> Chroma:
     """The persistent Chroma collection in ``db`` (Chroma runs embedded in this process, telemetry off)."""
     client = chromadb.PersistentClient(path=str(db), settings=Settings(anonymized_telemetry=False))
     return Chroma(collection_name=COLLECTION, embedding_function=embeddings, client=client)
-
-
-@dataclass
-class IndexReport:
-    """What :func:`index_documents` did, by source name."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    chunks_embedded: int = 0
 
 
 def index_documents(store: Chroma, documents: dict[str, Path], chunk_size: int = 800) -> IndexReport:
@@ -98,31 +58,25 @@ def index_documents(store: Chroma, documents: dict[str, Path], chunk_size: int =
         stored_hash[meta["source"]] = meta["sha256"]
         stored_ids.setdefault(meta["source"], []).append(chunk_id)
 
-    report = IndexReport()
+    report, to_embed = plan_update(documents, stored_hash)
     splitter = RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_size // 8)
     new_chunks: list[Document] = []
-    for source, path in documents.items():
-        text = path.read_text(encoding="utf-8", errors="replace")
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if stored_hash.get(source) == digest:
-            report.unchanged.append(source)
-            continue
-        (report.updated if source in stored_hash else report.added).append(source)
-        chunks = splitter.split_documents([Document(page_content=text, metadata={"source": source, "sha256": digest})])
+    for doc in to_embed:
+        metadata = {"source": doc.source, "sha256": doc.sha256}
+        chunks = splitter.split_documents([Document(page_content=doc.text, metadata=metadata)])
         for i, chunk in enumerate(chunks):
-            chunk.id = f"{source}#{digest[:12]}#{i}"
+            chunk.id = f"{doc.source}#{doc.sha256[:12]}#{i}"
         new_chunks.extend(chunks)
-    report.removed = [source for source in stored_hash if source not in documents]
 
     stale = [i for source in (*report.updated, *report.removed) for i in stored_ids[source]]
     if stale:
         store.delete(ids=stale)
-    with tqdm(total=len(new_chunks), desc="Indexing", unit="chunk", disable=quiet_progress() or None) as bar:
+    with progress(len(new_chunks), "chunk") as bar:
         for start in range(0, len(new_chunks), 32):
             batch = new_chunks[start : start + 32]
             store.add_documents(batch, ids=[doc.id for doc in batch])
             bar.update(len(batch))
-    report.chunks_embedded = len(new_chunks)
+    report.embedded = len(new_chunks)
     return report
 
 
@@ -183,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = index_documents(store, documents)
     print(
         f"Index {args.db}: {len(report.added)} added, {len(report.updated)} updated, "
-        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed ({report.chunks_embedded} chunks embedded)",
+        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed ({report.embedded} chunks embedded)",
         file=sys.stderr,
     )
     if not args.question:

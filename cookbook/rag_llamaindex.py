@@ -22,11 +22,8 @@ Needs ``pip install "openvino-llm[cookbook]"``. Everything runs offline.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import os
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import chromadb
@@ -39,16 +36,11 @@ from llama_index.core.prompts import ChatPromptTemplate
 from llama_index.core.query_engine import BaseQueryEngine
 from llama_index.core.schema import NodeWithScore
 from llama_index.vector_stores.chroma import ChromaVectorStore
-from tqdm import tqdm
 
+from corpus import DEFAULT_DOCS, IndexReport, default_db, find_documents, plan_update, progress
 from llama_index_openvino import OpenVINO, OpenVINOEmbedding, OpenVINORerank
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DOCS = (REPO_ROOT / "README.md", REPO_ROOT / "docs")
-DEFAULT_DB = (
-    Path(os.environ.get("OPENVINO_LLM_CACHE") or Path.home() / ".cache" / "openvino-llm") / "cookbook-chroma-llamaindex"
-)
-SUFFIXES = (".md", ".txt", ".rst")
+DEFAULT_DB = default_db("cookbook-chroma-llamaindex")
 COLLECTION = "docs"
 
 SYSTEM_PROMPT = (
@@ -58,29 +50,6 @@ SYSTEM_PROMPT = (
 )
 
 
-def quiet_progress() -> bool:
-    """No progress bars when stderr is not a terminal or in CI."""
-    return bool(os.environ.get("CI")) or not sys.stderr.isatty()
-
-
-def find_documents(paths: Sequence[Path]) -> dict[str, Path]:
-    """Text files under ``paths`` by source name: a file's own name, or its path from a folder's parent."""
-    found: dict[str, Path] = {}
-    for root in paths:
-        root = root.expanduser().resolve()
-        if root.is_file():
-            found[root.name] = root
-        elif root.is_dir():
-            for path in sorted(root.rglob("*")):
-                if path.is_file() and path.suffix.lower() in SUFFIXES:
-                    found[path.relative_to(root.parent).as_posix()] = path
-        else:
-            raise SystemExit(f"error: --docs {root} does not exist; give a folder or a text file.")
-    if not found:
-        raise SystemExit(f"error: no {'/'.join(SUFFIXES)} files under {', '.join(map(str, paths))}.")
-    return found
-
-
 def open_index(db: Path, embed_model: OpenVINOEmbedding) -> VectorStoreIndex:
     """The index on the persistent Chroma collection in ``db`` (Chroma runs in this process, telemetry off)."""
     client = chromadb.PersistentClient(path=str(db), settings=Settings(anonymized_telemetry=False))
@@ -88,47 +57,29 @@ def open_index(db: Path, embed_model: OpenVINOEmbedding) -> VectorStoreIndex:
     return VectorStoreIndex.from_vector_store(vector_store, embed_model=embed_model)
 
 
-@dataclass
-class IndexReport:
-    """What :func:`index_documents` did, by source name."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    nodes_embedded: int = 0
-
-
 def index_documents(index: VectorStoreIndex, documents: dict[str, Path], chunk_size: int = 256) -> IndexReport:
     """Bring the index up to date with ``documents``: embed new and changed files, delete removed ones."""
     collection = index.vector_store.client  # ChromaVectorStore.client is its chromadb collection
     stored_hash = {meta["source"]: meta["sha256"] for meta in collection.get(include=["metadatas"])["metadatas"]}
 
-    report = IndexReport()
+    report, to_embed = plan_update(documents, stored_hash)
     splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=chunk_size // 8)
     new_docs: list[Document] = []
-    for source, path in documents.items():
-        text = path.read_text(encoding="utf-8", errors="replace")
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        if stored_hash.get(source) == digest:
-            report.unchanged.append(source)
-            continue
-        (report.updated if source in stored_hash else report.added).append(source)
-        doc = Document(text=text, id_=source, metadata={"source": source, "sha256": digest})
+    for source in to_embed:
+        doc = Document(text=source.text, id_=source.source, metadata={"source": source.source, "sha256": source.sha256})
         doc.excluded_embed_metadata_keys = ["sha256"]
         doc.excluded_llm_metadata_keys = ["sha256"]
         new_docs.append(doc)
-    report.removed = [source for source in stored_hash if source not in documents]
 
     for source in (*report.updated, *report.removed):
         index.delete_ref_doc(source, delete_from_docstore=True)
     nodes = splitter.get_nodes_from_documents(new_docs)
-    with tqdm(total=len(nodes), desc="Indexing", unit="node", disable=quiet_progress() or None) as bar:
+    with progress(len(nodes), "node") as bar:
         for start in range(0, len(nodes), 32):
             batch = nodes[start : start + 32]
             index.insert_nodes(batch)
             bar.update(len(batch))
-    report.nodes_embedded = len(nodes)
+    report.embedded = len(nodes)
     return report
 
 
@@ -204,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = index_documents(index, find_documents(args.docs))
     print(
         f"Index {args.db}: {len(report.added)} added, {len(report.updated)} updated, "
-        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed ({report.nodes_embedded} nodes embedded)",
+        f"{len(report.unchanged)} unchanged, {len(report.removed)} removed ({report.embedded} nodes embedded)",
         file=sys.stderr,
     )
     if not args.question and not args.chat:

@@ -48,18 +48,18 @@ def test_second_run_reuses_the_index_and_reindexes_changes(corpus: Path, tmp_pat
     embeddings = OpenVINOEmbeddings()
     store = app.open_store(tmp_path / "db", embeddings)
     first = app.index_documents(store, app.find_documents([corpus]))
-    assert sorted(first.added) == sorted(f"corpus/{name}" for name in CORPUS) and first.chunks_embedded == 3
+    assert sorted(first.added) == sorted(f"corpus/{name}" for name in CORPUS) and first.embedded == 3
 
     # A new process would open the same folder: reopen it from disk.
     store = app.open_store(tmp_path / "db", embeddings)
     again = app.index_documents(store, app.find_documents([corpus]))
-    assert again.chunks_embedded == 0 and len(again.unchanged) == 3 and not again.added
+    assert again.embedded == 0 and len(again.unchanged) == 3 and not again.added
 
     (corpus / "notes.txt").write_text("Marmot was renamed Beaver; its lead engineer is now Lin Okafor.\n")
     (corpus / "zephyr.md").unlink()
     changed = app.index_documents(store, app.find_documents([corpus]))
     assert changed.updated == ["corpus/notes.txt"] and changed.removed == ["corpus/zephyr.md"]
-    assert changed.unchanged == ["corpus/guides/kettle.md"] and changed.chunks_embedded == 1
+    assert changed.unchanged == ["corpus/guides/kettle.md"] and changed.embedded == 1
 
     contents = store.get(include=["documents", "metadatas"])
     assert sorted(m["source"] for m in contents["metadatas"]) == ["corpus/guides/kettle.md", "corpus/notes.txt"]

@@ -56,17 +56,17 @@ def test_second_run_reuses_the_index_and_reindexes_changes(corpus: Path, tmp_pat
     embed_model = OpenVINOEmbedding()
     index = app.open_index(tmp_path / "db", embed_model)
     first = app.index_documents(index, app.find_documents([corpus]))
-    assert sorted(first.added) == sorted(CORPUS_SOURCES) and first.nodes_embedded == 3
+    assert sorted(first.added) == sorted(CORPUS_SOURCES) and first.embedded == 3
 
     index = app.open_index(tmp_path / "db", embed_model)  # as a new process would
     again = app.index_documents(index, app.find_documents([corpus]))
-    assert again.nodes_embedded == 0 and len(again.unchanged) == 3
+    assert again.embedded == 0 and len(again.unchanged) == 3
 
     (corpus / "notes.txt").write_text("Marmot was renamed Beaver; its lead engineer is now Lin Okafor.\n")
     (corpus / "zephyr.md").unlink()
     changed = app.index_documents(index, app.find_documents([corpus]))
     assert changed.updated == ["corpus/notes.txt"] and changed.removed == ["corpus/zephyr.md"]
-    assert changed.nodes_embedded == 1
+    assert changed.embedded == 1
 
     stored = index.vector_store.client.get(include=["documents", "metadatas"])
     assert sorted(m["source"] for m in stored["metadatas"]) == ["corpus/guides/kettle.md", "corpus/notes.txt"]
