@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -122,32 +121,22 @@ def build_agent(
     return graph.compile()
 
 
-@dataclass
-class Event:
-    """One step of a run: ``kind`` is "tool_call" (name, args), "tool_result" (name, text) or "token" (text)."""
-
-    kind: str
-    text: str = ""
-    name: str = ""
-    args: dict[str, Any] | None = None
-
-
-def run(agent: CompiledStateGraph, question: str) -> Iterator[Event]:
+def run(agent: CompiledStateGraph, question: str) -> Iterator[agent_tools.Event]:
     """Run the agent on ``question``, yielding tool calls and results as they happen and the answer's tokens."""
     stream = agent.stream({"messages": [("human", question)]}, stream_mode=["messages", "updates"])
     for mode, data in stream:
         if mode == "messages":
             chunk, meta = data
             if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "agent" and chunk.content:
-                yield Event("token", text=str(chunk.content))
+                yield agent_tools.Event("token", text=str(chunk.content))
             continue
         for update in data.values():
             for message in (update or {}).get("messages", []):
                 if isinstance(message, AIMessage):
                     for call in message.tool_calls:
-                        yield Event("tool_call", name=call["name"], args=call["args"])
+                        yield agent_tools.Event("tool_call", name=call["name"], args=call["args"])
                 elif isinstance(message, ToolMessage):
-                    yield Event("tool_result", name=message.name or "", text=str(message.content))
+                    yield agent_tools.Event("tool_result", name=message.name or "", text=str(message.content))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -182,23 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         temperature=0,
     )
     agent = build_agent(llm, default_tools(store), args.first_tool, args.max_tool_calls)
-    in_answer = False
+    show = agent_tools.EventPrinter()
     for event in run(agent, args.question):
-        if event.kind == "token":
-            if not in_answer:
-                print("Answer: ", end="")
-                in_answer = True
-            print(event.text, end="", flush=True)
-            continue
-        if in_answer:
-            print()
-            in_answer = False
-        if event.kind == "tool_call":
-            print(f"-> {event.name}({event.args})", flush=True)
-        else:
-            result = event.text if len(event.text) <= 300 else event.text[:300] + " ..."
-            print(f"<- {event.name}: {result}", flush=True)
-    print()
+        show(event)
+    show.close()
     return 0
 
 

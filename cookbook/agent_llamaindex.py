@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import sys
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -106,26 +105,16 @@ def build_agent(llm: OpenVINO, index: VectorStoreIndex, question: str, first_too
     )
 
 
-@dataclass
-class Event:
-    """One step of a run: ``kind`` is "tool_call" (name, args), "tool_result" (name, text) or "token" (text)."""
-
-    kind: str
-    text: str = ""
-    name: str = ""
-    args: dict[str, Any] | None = None
-
-
-async def run(agent: FunctionAgent, question: str) -> AsyncIterator[Event]:
+async def run(agent: FunctionAgent, question: str) -> AsyncIterator[agent_tools.Event]:
     """Run the agent on ``question``, yielding tool calls and results as they happen and the answer's tokens."""
     handler = agent.run(user_msg=question)
     async for event in handler.stream_events():
         if isinstance(event, ToolCallResult):
-            yield Event("tool_result", name=event.tool_name, text=str(event.tool_output.content))
+            yield agent_tools.Event("tool_result", name=event.tool_name, text=str(event.tool_output.content))
         elif isinstance(event, ToolCall):
-            yield Event("tool_call", name=event.tool_name, args=event.tool_kwargs)
+            yield agent_tools.Event("tool_call", name=event.tool_name, args=event.tool_kwargs)
         elif isinstance(event, AgentStream) and event.delta:
-            yield Event("token", text=event.delta)
+            yield agent_tools.Event("token", text=event.delta)
     await handler  # raises what the workflow raised
 
 
@@ -159,23 +148,10 @@ async def amain(args: argparse.Namespace) -> int:
         temperature=0,
     )
     agent = build_agent(llm, index, args.question, args.first_tool)
-    in_answer = False
+    show = agent_tools.EventPrinter()
     async for event in run(agent, args.question):
-        if event.kind == "token":
-            if not in_answer:
-                print("Answer: ", end="")
-                in_answer = True
-            print(event.text, end="", flush=True)
-            continue
-        if in_answer:
-            print()
-            in_answer = False
-        if event.kind == "tool_call":
-            print(f"-> {event.name}({event.args})", flush=True)
-        else:
-            result = event.text if len(event.text) <= 300 else event.text[:300] + " ..."
-            print(f"<- {event.name}: {result}", flush=True)
-    print()
+        show(event)
+    show.close()
     return 0
 
 

@@ -11,8 +11,9 @@ import operator
 import re
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Literal
+from typing import Any, Literal
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant with tools. Use calculator for arithmetic, search_docs for questions about "
@@ -90,3 +91,39 @@ def fetch_page(url: str) -> str:
         return f"error: cannot fetch {url}: {e}"
     text = page_text(body) if is_html else body
     return text[:3000]
+
+
+@dataclass
+class Event:
+    """One step of an agent run: ``kind`` is "tool_call" (name, args), "tool_result" (name, text) or "token" (text)."""
+
+    kind: str
+    text: str = ""
+    name: str = ""
+    args: dict[str, Any] | None = None
+
+
+class EventPrinter:
+    """Prints an agent run as it happens: each tool call and result on its line, the answer streamed."""
+
+    def __init__(self) -> None:
+        self._in_answer = False
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "token":
+            if not self._in_answer:
+                print("Answer: ", end="")
+                self._in_answer = True
+            print(event.text, end="", flush=True)
+            return
+        if self._in_answer:
+            print()
+            self._in_answer = False
+        if event.kind == "tool_call":
+            print(f"-> {event.name}({event.args})", flush=True)
+        else:
+            result = event.text if len(event.text) <= 300 else event.text[:300] + " ..."
+            print(f"<- {event.name}: {result}", flush=True)
+
+    def close(self) -> None:
+        print()

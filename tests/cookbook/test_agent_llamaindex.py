@@ -9,6 +9,7 @@ import pytest
 import vcr
 
 import agent_llamaindex as app
+import agent_tools
 import rag_llamaindex
 from llama_index_openvino import OpenVINO, OpenVINOEmbedding
 
@@ -36,7 +37,7 @@ def test_calculator_call_and_result_are_reported_in_order(corpus: Path, tmp_path
     question = "What is 17 plus 25?"
     agent = app.build_agent(OpenVINO(max_new_tokens=48, temperature=0), index, question)
 
-    async def collect() -> list[app.Event]:
+    async def collect() -> list[agent_tools.Event]:
         return [event async for event in app.run(agent, question)]
 
     events = asyncio.run(collect())
