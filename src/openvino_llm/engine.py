@@ -435,8 +435,8 @@ class _Output:
             at = self._acc.find(TOOL_CALL_OPEN)
             if at >= 0:
                 limit = at
-            elif self._emitted == 0 and self._acc.lstrip().startswith(("{", "[")):
-                limit = 0  # may be a bare JSON tool call: decide at the end
+            elif self._emitted == 0 and (not self._acc.strip() or self._acc.lstrip().startswith(("{", "["))):
+                limit = 0  # leading whitespace or a bare JSON tool call: decide when more text (or the end) comes
         if not self._stopped:
             limit = min(limit, len(self._acc) - _partial_marker(self._acc, self._markers))
         if limit <= self._emitted:
