@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(PY) cookbook/rag_langchain.py --question "Which exception is raised when the device is not available?"
+	$(PY) cookbook/rag_langchain.py --top-k 2 --question "Which exception is raised when the device is not available?"
 
 test: $(STAMP)
 	$(PY) -m ruff check src integrations tests cookbook
