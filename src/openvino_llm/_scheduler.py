@@ -26,7 +26,7 @@ from typing import Any
 import openvino as ov
 import openvino_genai as ov_genai
 
-from .errors import GenerationCancelledError, OpenVINOLLMError
+from .errors import OpenVINOLLMError
 
 log = logging.getLogger("openvino_llm")
 
@@ -250,4 +250,4 @@ class BatchScheduler:
             log.debug("dropped an event for request %s", req.rid, exc_info=True)
 
 
-__all__ = ["BatchScheduler", "EndEvent", "ErrorEvent", "Event", "GenerationCancelledError", "TextEvent", "Ticket"]
+__all__ = ["BatchScheduler", "EndEvent", "ErrorEvent", "Event", "TextEvent", "Ticket"]

@@ -34,7 +34,7 @@ import openvino_genai as ov_genai
 
 from ._scheduler import BatchScheduler, EndEvent, ErrorEvent, Event, TextEvent, Ticket
 from .chat import ChatRenderer, normalize_messages
-from .errors import ContextLengthExceededError, InvalidParameterError, OpenVINOLLMError
+from .errors import ContextLengthExceededError, GenerationCancelledError, InvalidParameterError, OpenVINOLLMError
 from .tools import (
     TOOL_CALL_OPEN,
     TOOL_RESPONSE_CLOSE,
@@ -417,6 +417,11 @@ class _Output:
             return
         assert isinstance(event, EndEvent)
         self.done = True
+        if event.finish_reason == "cancelled" and not self._stopped:  # not by this caller: the engine closed
+            raise GenerationCancelledError(
+                f"The request was cancelled after {event.output_tokens} tokens because {self._engine.model_name}'s "
+                "engine was closed. Load the model again (load_engine) and retry."
+            )
         yield self._final(event)
 
     def _on_text(self, delta: str) -> str:

@@ -471,3 +471,16 @@ def test_auto_backend_falls_back_to_optimum_with_one_log_line(
     params = GenerationParams(temperature=0, max_new_tokens=8)
     reference = load_engine(tiny_model, device="CPU", ov_config=EXACT).generate("hello there", params)
     assert engine.generate("hello there", params).text == reference.text
+
+
+def test_closing_the_engine_cancels_running_requests_with_our_error(smollm2_gguf: Path) -> None:
+    from openvino_llm import GenerationCancelledError
+
+    engine = load_engine(smollm2_gguf, device="CPU", ov_config={"NUM_STREAMS": "1"})  # its own engine, not shared
+    stream = engine.stream("Write a very long story about a dragon.", GenerationParams(max_new_tokens=2000))
+    next(stream)
+    engine.close()
+    with pytest.raises(GenerationCancelledError, match="engine was closed"):
+        list(stream)
+    with pytest.raises(OpenVINOLLMError, match="closed"):
+        engine.generate("Hi")
