@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("export", help="export a checkpoint/hub id to an OpenVINO IR folder, or compress an IR folder")
-    p.add_argument("source", metavar="SOURCE", help="Hugging Face folder, hub id, or OpenVINO IR folder")
+    p = sub.add_parser(
+        "export", help="export a checkpoint/hub id/GGUF file to an OpenVINO IR folder, or compress an IR folder"
+    )
+    p.add_argument("source", metavar="SOURCE", help="Hugging Face folder, hub id, .gguf file, or OpenVINO IR folder")
     p.add_argument("out", metavar="OUT", type=Path, help="output folder (must not exist or be empty)")
     p.add_argument(
         "--task", default="text-generation", choices=["text-generation", "feature-extraction", "text-classification"]
@@ -152,13 +154,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
             trust_remote_code=args.trust_remote_code,
             revision=args.revision,
         )
-    elif path.suffix.lower() == ".gguf":
-        raise InvalidParameterError(
-            f"{path.name} is a GGUF file: it needs no export, pass it directly as MODEL to generate/chat."
-        )
+    elif path.suffix.lower() == ".gguf" and path.is_file():
+        if options.weight_format is None:
+            raise InvalidParameterError(
+                f"{path.name} is a GGUF file: it needs no export, pass it directly as MODEL to generate/chat; "
+                "or give --weight-format (fp16, int8, int4) to re-export it with OpenVINO's compression."
+            )
+        report = export_model(str(path), args.out, task=args.task, options=options)
     else:
         raise ModelNotFoundError(
-            f"SOURCE {source!r} is neither an OpenVINO IR folder nor a Hugging Face checkpoint folder (config.json)."
+            f"SOURCE {source!r} is neither an OpenVINO IR folder, a Hugging Face checkpoint folder (config.json) "
+            "nor a .gguf file."
         )
     print(report.summary())
     return 0

@@ -4,7 +4,9 @@ A reference is one of:
 
 1. an OpenVINO IR folder (``openvino_model.xml`` + tokenizer/detokenizer): used as is, or
    compressed into the cache when a ``weight_format`` is given;
-2. a ``.gguf`` file: used directly (openvino-genai reads it; no torch needed);
+2. a ``.gguf`` file: used directly (openvino-genai reads it; no torch needed), or with a
+   ``weight_format`` dequantized exactly and re-exported with OpenVINO's compression into the
+   cache (needs the ``export`` extra; exact where openvino-genai's direct reading of Q4_1 is not);
 3. a Hugging Face checkpoint folder, or
 4. a hub id such as ``HuggingFaceTB/SmolLM2-360M-Instruct``: exported with optimum-intel into the
    cache (once; later calls reuse the export);
@@ -48,6 +50,7 @@ from .export import (
     build_cached,
     cache_key,
     cached_entry,
+    check_gguf_export,
     check_ir_folder,
     check_task,
     ir_damage,
@@ -146,7 +149,7 @@ def resolve_model(
     path = path.resolve()
     if path.is_file():
         if path.suffix.lower() == ".gguf":
-            return _resolve_gguf(path, name, source, task, options)
+            return _resolve_gguf(path, name, source, task, options, cache)
         if path.name == IR_MODEL_FILE:
             return _resolve_ir(path.parent, path.parent.name, source, task, options, cache)
         raise ModelNotFoundError(
@@ -211,15 +214,13 @@ def default_model_path(task: str = "text-generation") -> tuple[Path, str]:
 # GGUF and IR
 
 
-def _resolve_gguf(path: Path, name: str, source: str, task: str, options: CompressionOptions) -> ResolvedModel:
+def _resolve_gguf(
+    path: Path, name: str, source: str, task: str, options: CompressionOptions, cache: Path
+) -> ResolvedModel:
+    """The GGUF file itself, or with a ``weight_format`` its cached re-export (see ``export``)."""
     if task != "text-generation":
         raise InvalidParameterError(
             f"A GGUF file can only be used for text-generation, not {task}: pass an IR folder or checkpoint."
-        )
-    if options.weight_format is not None:
-        raise InvalidParameterError(
-            f"{path.name} is a GGUF file, already quantized; weight_format={options.weight_format!r} does not apply. "
-            "Drop weight_format, or export the original Hugging Face checkpoint with it."
         )
     with path.open("rb") as f:
         if f.read(4) != b"GGUF":
@@ -227,7 +228,18 @@ def _resolve_gguf(path: Path, name: str, source: str, task: str, options: Compre
     problem = gguf_damage(path)
     if problem is not None:  # openvino-genai crashes the process on a truncated GGUF: refuse it here
         raise ModelNotFoundError(f"{path} is damaged: {problem}. Download or copy the file again.")
-    return ResolvedModel(path=path, kind="gguf", name=name, source=source)
+    if options.weight_format is None:
+        return ResolvedModel(path=path, kind="gguf", name=name, source=source)
+    check_gguf_export(path, task, options)
+    st = path.stat()
+    key_parts: dict[str, Any] = {
+        "source": {"gguf": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns},
+        "task": task,
+        "options": options.as_dict(),
+        "versions": package_versions(),
+    }
+    resolved = _export_cached(str(path), name, source, task, options, cache, key_parts, False, None, None)
+    return ResolvedModel(path=resolved.path, kind="ir", name=f"{name}-{options.weight_format}", source=source)
 
 
 def _resolve_ir(

@@ -67,9 +67,7 @@ def test_no_default_reranker() -> None:
         resolve_model(None, task="text-classification")
 
 
-def test_gguf_rejects_weight_format_and_other_tasks(smollm2_gguf: Path) -> None:
-    with pytest.raises(InvalidParameterError, match="already quantized"):
-        resolve_model(smollm2_gguf, weight_format="int4")
+def test_gguf_rejects_other_tasks(smollm2_gguf: Path) -> None:
     with pytest.raises(InvalidParameterError, match="only be used for text-generation"):
         resolve_model(smollm2_gguf, task="feature-extraction")
 
