@@ -35,6 +35,8 @@ def test_summarize_median_p90_and_per_token_rates() -> None:
         (["--systems", "nope"], "nope"),
         (["--max-new-tokens", "1"], "--max-new-tokens"),
         (["--runs", "0"], "--runs"),
+        (["--ov-config", "KV_CACHE_PRECISION"], "--ov-config"),
+        (["--ov-config", "=f16"], "--ov-config"),
     ],
 )
 def test_bad_options_are_rejected_before_any_work(argv: list[str], match: str) -> None:
@@ -99,3 +101,25 @@ def test_quick_bench_writes_sane_results(smollm2_gguf: Path, cache_dir: Path, tm
     markdown = (out / "bench.md").read_text()
     assert "## Single stream" in markdown and "| core-engine | short |" in markdown
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_bench_compares_weight_formats_of_a_gguf_with_an_ov_config(
+    smollm2_gguf: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "bench"
+    argv = [str(smollm2_gguf), "--quick", "--out", str(out), "--cache-dir", str(cache_dir), "--max-new-tokens", "8"]
+    argv += ["--weight-format", "default,int8", "--ov-config", "KV_CACHE_PRECISION=f16", "--systems", "core-engine"]
+    assert main([*argv, "--concurrency", "none", "--no-load-probes", "--peers", "llama-cpp-python"]) == 0
+
+    results = json.loads((out / "bench.json").read_text())
+    meta = results["meta"]
+    assert meta["ov_config"] == {"KV_CACHE_PRECISION": "f16"}
+    assert "--weight-format default,int8 --ov-config KV_CACHE_PRECISION=f16" in meta["command"]
+    sizes = meta["model_size_bytes"]
+    assert sizes["default"] == smollm2_gguf.stat().st_size and sizes["int8"] > sizes["default"]
+    systems = {s["system"]: s["status"] for s in results["systems"]}
+    assert systems["core-engine [default]"] == systems["core-engine [int8]"] == "ok"
+    assert "llama-cpp-python" in systems  # one peer entry, run on the GGUF itself, whatever the formats
+    rows = {(r["system"], r["prompt"]) for r in results["single_stream"]}
+    assert {("core-engine [default]", "short"), ("core-engine [int8]", "long")} <= rows
