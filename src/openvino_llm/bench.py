@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import datetime as _dt
 import importlib.metadata
+import itertools
 import json
 import math
 import os
@@ -648,6 +649,21 @@ def _astream_fns(ctx: _Ctx, names: Sequence[str]) -> dict[str, Callable[[list[Me
     return fns
 
 
+_request_numbers = itertools.count(1)
+
+
+def fresh(messages: list[Message]) -> list[Message]:
+    """``messages`` with a request number before the last message's text.
+
+    Every request differs from all earlier ones right after the shared system prompt, so no
+    system answers from a KV cache of a previous run (openvino-genai's prefix caching, llama.cpp's
+    prompt reuse): TTFT always includes the prefill of the question (and of the long context).
+    """
+    *head, last = messages
+    number = f"{next(_request_numbers):04d}"  # fixed width: the same number of tokens every time
+    return [*head, {**last, "content": f"({number}) {last['content']}"}]  # type: ignore[typeddict-item]
+
+
 def _concurrency(ctx: _Ctx, opts: BenchOptions, names: Sequence[str]) -> list[dict[str, Any]]:
     """N parallel astream requests on one engine against the same N one after another, interleaved."""
     fns = _astream_fns(ctx, names)
@@ -657,7 +673,7 @@ def _concurrency(ctx: _Ctx, opts: BenchOptions, names: Sequence[str]) -> list[di
 
     async def parallel(fn: Any, n: int) -> tuple[float, list[tuple[float, float, int]]]:
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(_timed_astream(fn, messages, t0) for _ in range(n)))
+        results = await asyncio.gather(*(_timed_astream(fn, fresh(messages), t0) for _ in range(n)))
         return (time.perf_counter() - t0) * 1000, list(results)
 
     async def sequential(fn: Any, n: int) -> tuple[float, list[tuple[float, float, int]]]:
@@ -665,7 +681,7 @@ def _concurrency(ctx: _Ctx, opts: BenchOptions, names: Sequence[str]) -> list[di
         results = []
         for _ in range(n):
             t = time.perf_counter()
-            ttft, end, tokens = await _timed_astream(fn, messages, t)
+            ttft, end, tokens = await _timed_astream(fn, fresh(messages), t)
             results.append((ttft, end, tokens))
         return (time.perf_counter() - t0) * 1000, results
 
@@ -751,7 +767,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                     if status[label]["status"] != "ok":
                         continue
                     try:
-                        sample = runners[label](messages)
+                        sample = runners[label](fresh(messages))
                     except Exception as e:  # counted and reported; the system keeps its turn in later rounds
                         failures.setdefault(label, []).append(f"{type(e).__name__}: {e}"[:300])
                         continue

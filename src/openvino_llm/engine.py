@@ -505,7 +505,11 @@ def _guess_context_window(base: ov_genai.GenerationConfig) -> int:
 def _load_genai(
     path: Path, device: str, properties: Mapping[str, Any], scheduler_config: Mapping[str, Any] | None, name: str
 ) -> tuple[BatchScheduler, ov_genai.Tokenizer, ov_genai.GenerationConfig]:
+    # openvino-genai's own LLMPipeline defaults on CPU ("latency oriented"): a prompt is prefilled in one
+    # step, and the KV cache of a prefix seen before (the system prompt, a chat's earlier turns) is reused
     sc = ov_genai.SchedulerConfig()
+    sc.max_num_batched_tokens = 2**64 - 1
+    sc.enable_prefix_caching = True
     for key, value in (scheduler_config or {}).items():
         if not hasattr(sc, key):
             raise InvalidParameterError(

@@ -45,6 +45,16 @@ def test_bad_options_are_rejected_before_any_work(argv: list[str], match: str) -
         options_from_args(args)
 
 
+def test_every_request_is_fresh_after_the_system_prompt() -> None:
+    from openvino_llm.bench import fresh
+
+    messages = PROMPTS["long"]
+    a, b = fresh(messages), fresh(messages)
+    assert a[:-1] == b[:-1] == messages[:-1]  # the shared system prompt stays
+    assert a[-1]["content"] != b[-1]["content"] and len(a[-1]["content"]) == len(b[-1]["content"])
+    assert a[-1]["content"].endswith(messages[-1]["content"])
+
+
 def test_bad_options_exit_code_and_message(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert main(["--concurrency", "0", "--out", str(tmp_path)]) == 2
     assert "--concurrency" in capsys.readouterr().err

@@ -1,0 +1,97 @@
+"""How exactly each way of running SmolLM2's Q4_1 GGUF reproduces the model: perplexity and top-1 agreement.
+
+    python docs/perf/gguf_quality.py [--gguf FILE] [--text FILE] [--tokens 768] [--cache-dir DIR]
+
+Every system scores the same token ids (the GGUF's tokenizer) in one forward pass with f32
+inference; the fp16 re-export (the GGUF's weights dequantized exactly by transformers) is the
+reference for top-1 agreement. llama-cpp-python, when installed, scores the same ids on the GGUF.
+Writes a markdown table to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import openvino as ov
+import openvino_genai
+
+from openvino_llm.export import CompressionOptions
+from openvino_llm.sources import resolve_model
+
+FORMATS = {
+    "re-export fp16": CompressionOptions("fp16"),
+    "re-export int8 (per channel)": CompressionOptions("int8"),
+    "re-export int4 (asym, group 64)": CompressionOptions("int4", group_size=64),
+    "re-export int4 (sym, group 192)": CompressionOptions("int4", group_size=192, sym=True),
+}
+
+
+def logits_openvino(xml: Path, ids: np.ndarray) -> np.ndarray:
+    compiled = ov.Core().compile_model(str(xml), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    n = ids.shape[1]
+    request.infer(
+        {
+            "input_ids": ids,
+            "attention_mask": np.ones((1, n), np.int64),
+            "position_ids": np.arange(n, dtype=np.int64)[None],
+            "beam_idx": np.zeros(1, np.int32),
+        }
+    )
+    return request.get_output_tensor(0).data[0].copy()
+
+
+def logits_llama_cpp(gguf: Path, ids: np.ndarray) -> np.ndarray | None:
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=2048, n_threads=2, verbose=False, logits_all=True)
+    llm.eval([int(i) for i in ids[0]])
+    return np.array(llm.scores[: ids.shape[1]])
+
+
+def perplexity(logits: np.ndarray, ids: np.ndarray) -> float:
+    targets = ids[0, 1:]
+    scores = logits[:-1].astype(np.float64)
+    top = scores.max(-1, keepdims=True)
+    log_norm = np.log(np.exp(scores - top).sum(-1)) + top[:, 0]
+    return float(np.exp((log_norm - scores[np.arange(len(targets)), targets]).mean()))
+
+
+def main() -> None:
+    here = Path(__file__).resolve().parents[2]
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--gguf", type=Path, default=None, help="GGUF file (default: the SmolLM2 default model)")
+    p.add_argument("--text", type=Path, default=here / "README.md", help="text to score (default: README.md)")
+    p.add_argument("--tokens", type=int, default=768, help="tokens of the text to score (default 768)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="openvino-llm cache for the re-exports")
+    args = p.parse_args()
+
+    gguf = args.gguf.resolve() if args.gguf else resolve_model(None).path
+    ids = openvino_genai.Tokenizer(str(gguf)).encode(args.text.read_text(), add_special_tokens=False).input_ids.data
+    ids = np.asarray(ids, dtype=np.int64)[:, : args.tokens]
+    scores: dict[str, np.ndarray] = {}
+    for label, options in FORMATS.items():
+        folder = resolve_model(gguf, compression=options, cache_dir=args.cache_dir).path
+        scores[label] = logits_openvino(folder / "openvino_model.xml", ids)
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / gguf.name).symlink_to(gguf)
+        openvino_genai.LLMPipeline(str(Path(scratch) / gguf.name), "CPU", enable_save_ov_model=True)
+        scores["openvino-genai reading the .gguf directly"] = logits_openvino(Path(scratch) / "openvino_model.xml", ids)
+    llama = logits_llama_cpp(gguf, ids)
+    if llama is not None:
+        scores["llama-cpp-python on the .gguf"] = llama
+    reference = scores["re-export fp16"].argmax(-1)
+    print(f"{gguf.name}, {ids.shape[1]} tokens of {args.text.name}, f32 inference\n")
+    print("| system | perplexity | top-1 agreement with the fp16 re-export |")
+    print("|---|---:|---:|")
+    for label, logits in scores.items():
+        print(f"| {label} | {perplexity(logits, ids):.2f} | {(logits.argmax(-1) == reference).mean():.3f} |")
+
+
+if __name__ == "__main__":
+    main()
