@@ -80,6 +80,7 @@ PEERS: dict[str, tuple[str, str]] = {
     "langchain-huggingface": ("langchain-huggingface", 'HuggingFacePipeline(backend="openvino") + ChatHuggingFace'),
     "llama-index-openvino-genai": ("llama-index-llms-openvino-genai", "OpenVINOGenAILLM.stream_chat"),
     "llama-cpp-python": ("llama-cpp-python", "llama_cpp.Llama.create_chat_completion(stream=True)"),
+    "transformers-torch": ("transformers torch", "transformers generate on PyTorch (CPU) + TextIteratorStreamer"),
 }
 #: Our own paths, always measured (adapters only when their framework is installed).
 OURS: dict[str, str] = {
@@ -131,6 +132,8 @@ class _Ctx:
     ov_config: dict[str, str] = field(default_factory=dict)
     #: the .gguf file the model came from (also when it was re-exported to IR): what llama.cpp runs
     source_gguf: Path | None = None
+    #: the Hugging Face checkpoint folder the model came from, if any: what transformers runs
+    source_checkpoint: Path | None = None
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -403,6 +406,41 @@ def _build_llama_cpp(ctx: _Ctx) -> Runner:
     return run
 
 
+def _build_transformers_torch(ctx: _Ctx) -> Runner:
+    torch = _require("torch", "torch")
+    transformers = _require("transformers", "transformers")
+    if ctx.source_checkpoint is not None:
+        where: dict[str, Any] = {"pretrained_model_name_or_path": str(ctx.source_checkpoint)}
+    elif ctx.source_gguf is not None:  # transformers dequantizes a GGUF (needs the gguf package)
+        where = {"pretrained_model_name_or_path": str(ctx.source_gguf.parent), "gguf_file": ctx.source_gguf.name}
+    else:
+        raise _Unavailable("not applicable", "transformers needs the Hugging Face checkpoint or GGUF; MODEL is an IR")
+    tokenizer = transformers.AutoTokenizer.from_pretrained(**where)
+    model = transformers.AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32)
+    model.eval()
+    torch.set_num_threads(os.cpu_count() or 1)
+    eos = model.generation_config.eos_token_id
+
+    def run(messages: list[Message]) -> Sample:
+        clock = _Clock()
+        prompt = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        streamer = transformers.TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = {"max_new_tokens": ctx.max_new_tokens, "do_sample": False, "streamer": streamer}
+        worker = threading.Thread(
+            target=model.generate, kwargs={**inputs, **kwargs, "eos_token_id": eos, "pad_token_id": eos}
+        )
+        worker.start()
+        parts = []
+        for text in streamer:
+            clock.text(text)
+            parts.append(text)
+        worker.join()
+        return clock.sample(_count(ctx, "".join(parts)))
+
+    return run
+
+
 BUILDERS: dict[str, Callable[[_Ctx], Runner]] = {
     "genai-raw": _build_genai_raw,
     "core-engine": _build_core_engine,
@@ -412,6 +450,7 @@ BUILDERS: dict[str, Callable[[_Ctx], Runner]] = {
     "langchain-huggingface": _build_langchain_huggingface,
     "llama-index-openvino-genai": _build_llama_index_openvino_genai,
     "llama-cpp-python": _build_llama_cpp,
+    "transformers-torch": _build_transformers_torch,
 }
 
 
@@ -569,7 +608,16 @@ def _peak_rss_mb() -> float:
 def _run_probe(
     system: str, model: str, kind: str, device: str, compiled_dir: str, max_new_tokens: int, ov_config: dict[str, str]
 ) -> int:
-    ctx = _Ctx(Path(model), kind, device, Path(compiled_dir), max_new_tokens, ov_config=ov_config)
+    ctx = _Ctx(
+        Path(model),
+        kind,
+        device,
+        Path(compiled_dir),
+        max_new_tokens,
+        ov_config=ov_config,
+        source_gguf=Path(model) if kind == "gguf" else None,
+        source_checkpoint=Path(model) if kind == "checkpoint" else None,
+    )
     try:
         t0 = time.perf_counter()
         run = BUILDERS[system](ctx)
@@ -727,6 +775,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         ctxs: dict[str | None, _Ctx] = {}
         load_targets: list[tuple[str, Path, str]] = []
         source_gguf = _source_gguf(opts)
+        source_checkpoint = _source_checkpoint(opts)
         for fmt in opts.weight_formats:
             ctx = _Ctx(
                 resolved[fmt].path,
@@ -736,6 +785,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 opts.max_new_tokens,
                 ov_config=dict(opts.ov_config),
                 source_gguf=source_gguf,
+                source_checkpoint=source_checkpoint,
             )
             ctxs[fmt] = ctx
             names = [n for n in opts.systems if fmt == main_fmt or n in ("genai-raw", "core-engine")]
@@ -748,6 +798,9 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                     status[label] = {"status": "ok"}
                     if name == "llama-cpp-python" and source_gguf is not None and not opts.quick:
                         load_targets.append((label, source_gguf, "gguf"))
+                    elif name == "transformers-torch" and not opts.quick:  # it loads the source, not the IR
+                        source = (source_checkpoint, "checkpoint") if source_checkpoint else (source_gguf, "gguf")
+                        load_targets.append((label, source[0], source[1]))  # type: ignore[arg-type]
                     elif name in ("genai-raw", "core-engine") or (name in PEERS and not opts.quick):
                         load_targets.append((label, ctx.model_path, ctx.model_kind))
                 except _Unavailable as e:
@@ -840,6 +893,16 @@ def _source_gguf(opts: BenchOptions) -> Path | None:
         resolved = resolve_model(None)
         return resolved.path if resolved.kind == "gguf" else None
     return Path(opts.model).expanduser().resolve() if is_gguf_file(opts.model) else None
+
+
+def _source_checkpoint(opts: BenchOptions) -> Path | None:
+    """The Hugging Face checkpoint folder MODEL names, if it is one (not an IR folder, not a hub id)."""
+    if opts.model is None:
+        return None
+    path = Path(opts.model).expanduser()
+    if path.is_dir() and (path / "config.json").is_file() and not (path / "openvino_model.xml").is_file():
+        return path.resolve()
+    return None
 
 
 def _parse_ov_config(text: str | None) -> dict[str, str]:

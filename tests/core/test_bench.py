@@ -120,7 +120,8 @@ def test_bench_compares_weight_formats_of_a_gguf_with_an_ov_config(
     out = tmp_path / "bench"
     argv = [str(smollm2_gguf), "--quick", "--out", str(out), "--cache-dir", str(cache_dir), "--max-new-tokens", "8"]
     argv += ["--weight-format", "default,int8", "--ov-config", "KV_CACHE_PRECISION=f16", "--systems", "core-engine"]
-    assert main([*argv, "--concurrency", "none", "--no-load-probes", "--peers", "llama-cpp-python"]) == 0
+    peers = "llama-cpp-python,transformers-torch"
+    assert main([*argv, "--concurrency", "none", "--no-load-probes", "--peers", peers]) == 0
 
     results = json.loads((out / "bench.json").read_text())
     meta = results["meta"]
@@ -131,5 +132,8 @@ def test_bench_compares_weight_formats_of_a_gguf_with_an_ov_config(
     systems = {s["system"]: s["status"] for s in results["systems"]}
     assert systems["core-engine [default]"] == systems["core-engine [int8]"] == "ok"
     assert "llama-cpp-python" in systems  # one peer entry, run on the GGUF itself, whatever the formats
-    rows = {(r["system"], r["prompt"]) for r in results["single_stream"]}
-    assert {("core-engine [default]", "short"), ("core-engine [int8]", "long")} <= rows
+    assert systems["transformers-torch"] == "ok"  # transformers on PyTorch, on the GGUF's dequantized weights
+    rows = {(r["system"], r["prompt"]): r for r in results["single_stream"]}
+    assert {("core-engine [default]", "short"), ("core-engine [int8]", "long")} <= set(rows)
+    torch_row = rows[("transformers-torch", "short")]
+    assert 1 <= torch_row["output_tokens"]["median"] <= 12 and torch_row["decode_tps"]["median"] > 0
