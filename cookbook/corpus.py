@@ -16,7 +16,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DOCS = (REPO_ROOT / "README.md", REPO_ROOT / "docs")
+# The project's prose: README and docs/*.md, not docs/perf/ (benchmark tables are retrieval noise).
+DEFAULT_DOCS = (REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md")))
 SUFFIXES = (".md", ".txt", ".rst")
 
 

@@ -22,7 +22,6 @@ import collections
 import json
 import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
@@ -160,15 +159,16 @@ class Engine:
     ) -> AsyncIterator[Chunk]:
         """Async twin of :meth:`stream`; cancelling the task or closing the iterator cancels the request."""
         prep = self._prepare(messages, params)
-        inbox = _AsyncInbox(asyncio.get_running_loop())
+        inbox = _AsyncInbox(asyncio.get_running_loop(), self._check_alive)
         ticket = self._scheduler.submit(prep.input_ids, prep.config, inbox.put)
         out = _Output(self, prep)
         try:
             while not out.done:
-                for event in await inbox.drain(self._check_alive):
+                for event in await inbox.drain():
                     for chunk in out.feed(event, ticket):
                         yield chunk
         finally:
+            inbox.close()
             if not out.done:
                 ticket.cancel()
 
@@ -310,50 +310,70 @@ class Engine:
         return config
 
 
-_HAS_ASYNCIO_TIMEOUT = sys.version_info >= (3, 11)
-
-
 class _AsyncInbox:
     """Events from the worker thread to one coroutine.
 
     The event loop is woken (``call_soon_threadsafe``) only when the coroutine is actually waiting,
     and everything that arrived meanwhile is taken in one go: no per-token task or wake-up when the
-    consumer is busy.
+    consumer is busy. A wait is a bare future (no ``asyncio.Event``, no per-wait timeout); one timer
+    per stream runs ``on_idle`` every ``idle_s`` seconds while the coroutine waits, and an error it
+    raises is raised by the wait.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_idle: Callable[[], None], idle_s: float = 5.0) -> None:
         self._loop = loop
         self._items: collections.deque[Event] = collections.deque()
-        self._ready = asyncio.Event()
-        self._waiting = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_idle = on_idle
+        self._idle_s = idle_s
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def put(self, event: Event) -> None:  # on the worker thread
         self._items.append(event)
-        if self._waiting:
-            self._waiting = False
-            self._loop.call_soon_threadsafe(self._ready.set)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            self._loop.call_soon_threadsafe(_wake, waiter)
 
-    async def drain(self, on_idle: Callable[[], None], idle_s: float = 5.0) -> list[Event]:
-        """All events that arrived, waiting for at least one; ``on_idle`` runs every ``idle_s`` of silence."""
+    async def drain(self) -> list[Event]:
+        """All events that arrived, waiting for at least one."""
         while not self._items:
-            self._ready.clear()
-            self._waiting = True
-            if self._items:  # arrived between the check and the flag
-                self._waiting = False
+            waiter = self._loop.create_future()
+            self._waiter = waiter
+            if self._items:  # arrived between the check and setting the waiter
+                self._waiter = None
                 break
+            if self._idle_timer is None:
+                self._idle_timer = self._loop.call_later(self._idle_s, self._idle)
             try:
-                if _HAS_ASYNCIO_TIMEOUT:  # no extra task per wait (asyncio.wait_for wraps one)
-                    async with asyncio.timeout(idle_s):  # type: ignore[attr-defined]
-                        await self._ready.wait()
-                else:
-                    await asyncio.wait_for(self._ready.wait(), idle_s)
-            except (asyncio.TimeoutError, TimeoutError):
-                self._waiting = False
-                on_idle()
-        events = []
-        while self._items:
-            events.append(self._items.popleft())
+                await waiter
+            finally:
+                self._waiter = None
+        events = list(self._items)
+        for _ in events:
+            self._items.popleft()
         return events
+
+    def close(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle(self) -> None:  # on the loop, every idle_s seconds
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            try:
+                self._on_idle()
+            except Exception as e:  # handed to the waiting coroutine
+                waiter.set_exception(e)
+                self._idle_timer = None
+                return
+        self._idle_timer = self._loop.call_later(self._idle_s, self._idle)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Collector:

@@ -93,3 +93,9 @@ def test_missing_docs_folder_is_reported_before_any_work(tmp_path: Path) -> None
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match=r"no \.md/\.txt/\.rst files"):
         app.find_documents([tmp_path / "empty"])
+
+
+def test_default_corpus_is_the_project_prose_without_benchmark_tables() -> None:
+    found = app.find_documents(list(app.DEFAULT_DOCS))
+    assert {"README.md", "ARCHITECTURE.md", "PERFORMANCE.md"} <= set(found)
+    assert not [path for path in found.values() if "perf" in path.parent.parts], "docs/perf/ tables were indexed"

@@ -6,6 +6,7 @@ adapters; the CLI reports a damaged model in one line.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
@@ -419,3 +420,49 @@ def test_cli_reports_a_damaged_ir_folder_in_one_line(tiny_model: Path, tmp_path:
     line = _one_error_line(_cli("generate", str(folder), "Hi", "--cache-dir", str(tmp_path / "cache")))
     assert f"{folder} is a damaged OpenVINO IR folder: openvino_model.xml" in line
     assert "Export the model again" in line
+
+
+class _KillsTheWorker:
+    """A scheduler command whose request id ends the worker thread, as a bug in the worker would."""
+
+    @property
+    def rid(self) -> int:
+        raise SystemExit("worker killed by the test")
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # the kill itself
+def test_streams_waiting_on_a_dead_worker_raise_instead_of_hanging(tiny_model: Path) -> None:
+    engine = load_engine(tiny_model, device="CPU")
+    params = openvino_llm.GenerationParams(max_new_tokens=1000, temperature=0)
+
+    def sync_stream() -> BaseException | None:
+        try:
+            for _ in engine.stream("Hello", params):
+                pass
+        except OpenVINOLLMError as e:
+            return e
+        return None
+
+    async def async_stream() -> BaseException | None:
+        try:
+            async for _ in engine.astream("Hello", params):
+                pass
+        except OpenVINOLLMError as e:
+            return e
+        return None
+
+    async def main() -> tuple[BaseException | None, BaseException | None]:
+        sync_task = asyncio.create_task(asyncio.to_thread(sync_stream))
+        async_task = asyncio.create_task(async_stream())
+        while engine.active_requests < 2:  # both are generating
+            await asyncio.sleep(0.01)
+        engine._scheduler._inbox.put(("cancel", _KillsTheWorker()))
+        return await asyncio.wait_for(asyncio.gather(sync_task, async_task), timeout=30)
+
+    try:
+        errors = asyncio.run(main())
+    finally:
+        engine.close()
+    for error in errors:
+        assert error is not None, "a stream on a dead worker ended as if generation had finished"
+        assert "generation worker" in str(error) and "stopped" in str(error) and "load the model again" in str(error)
