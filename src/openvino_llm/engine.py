@@ -349,9 +349,9 @@ class _AsyncInbox:
                 await waiter
             finally:
                 self._waiter = None
-        events = list(self._items)
-        for _ in events:
-            self._items.popleft()
+        events = []
+        while self._items:
+            events.append(self._items.popleft())
         return events
 
     def close(self) -> None:
