@@ -114,6 +114,6 @@ def tiny_model(tiny_hf_dir: Path, cache_dir: Path) -> Path:
 
     Same arguments as ``load_engine(tiny_hf_dir)`` uses, so engines built from the folder reuse it.
     """
-    from openvino_llm.sources import resolve_model
+    from openvino_llm.models.resolve import resolve_model
 
     return resolve_model(tiny_hf_dir, task="text-generation").path

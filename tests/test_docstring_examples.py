@@ -19,9 +19,9 @@ from tests._cross_encoder import cached_cross_encoder
 
 import langchain_openvino
 import llama_index_openvino
-import openvino_llm.embeddings
-import openvino_llm.engine
-import openvino_llm.rerank
+import openvino_llm.retrieval.embeddings
+import openvino_llm.engine.engine
+import openvino_llm.retrieval.rerank
 
 SKIP = {
     "Install": "a shell command, not Python",
@@ -35,9 +35,9 @@ DOCUMENTED = [
     llama_index_openvino.OpenVINO,
     llama_index_openvino.OpenVINOEmbedding,
     llama_index_openvino.OpenVINORerank,
-    openvino_llm.engine.Engine,
-    openvino_llm.embeddings.EmbeddingModel,
-    openvino_llm.rerank.RerankModel,
+    openvino_llm.engine.engine.Engine,
+    openvino_llm.retrieval.embeddings.EmbeddingModel,
+    openvino_llm.retrieval.rerank.RerankModel,
 ]
 
 

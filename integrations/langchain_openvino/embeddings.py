@@ -8,7 +8,7 @@ from typing import Any
 from langchain_core.embeddings import Embeddings
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from openvino_llm.embeddings import EmbeddingModel
+from openvino_llm.retrieval.embeddings import EmbeddingModel
 
 
 class OpenVINOEmbeddings(BaseModel, Embeddings):

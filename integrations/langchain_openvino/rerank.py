@@ -11,7 +11,7 @@ from langchain_core.documents import BaseDocumentCompressor, Document
 from pydantic import ConfigDict, PrivateAttr
 
 from openvino_llm.errors import InvalidParameterError
-from openvino_llm.rerank import RerankModel
+from openvino_llm.retrieval.rerank import RerankModel
 
 
 def _texts(documents: Sequence[Document]) -> list[str]:

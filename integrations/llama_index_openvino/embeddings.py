@@ -9,7 +9,7 @@ from typing import Any
 from llama_index.core.base.embeddings.base import DEFAULT_EMBED_BATCH_SIZE, BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr, field_validator
 
-from openvino_llm.embeddings import EmbeddingModel
+from openvino_llm.retrieval.embeddings import EmbeddingModel
 
 
 class OpenVINOEmbedding(BaseEmbedding):

@@ -16,7 +16,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from openvino_llm.errors import InvalidParameterError
-from openvino_llm.rerank import RerankModel
+from openvino_llm.retrieval.rerank import RerankModel
 
 dispatcher = get_dispatcher(__name__)
 

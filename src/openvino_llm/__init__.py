@@ -6,7 +6,7 @@
 The capital of France is Paris.
 """
 
-from .engine import Engine, load_engine
+from .engine.engine import Engine, load_engine
 from .errors import (
     ContextLengthExceededError,
     DeviceNotAvailableError,

@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("key", nargs="?", default=None, metavar="KEY", help="the entry to remove (see cache list)")
     _add_common(c)
 
-    from .bench import build_parser as add_bench_options
+    from .bench.runner import build_parser as add_bench_options
 
     p = sub.add_parser("bench", help="benchmark a model: our paths vs raw openvino-genai and installed peers")
     add_bench_options(p, add_cache_dir=False)
@@ -118,8 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import CompressionOptions, compress_ir, export_model
-    from .sources import default_model_path, fetch_hub_snapshot, is_hub_id
+    from .models.export import CompressionOptions, compress_ir, export_model
+    from .models.resolve import default_model_path, fetch_hub_snapshot, is_hub_id
 
     options = CompressionOptions(
         weight_format=args.weight_format,
@@ -179,7 +179,7 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace, model: str | None) -> Any:
-    from .engine import load_engine
+    from .engine.engine import load_engine
 
     if model is not None and model.strip().lower() == "default":
         model = None
@@ -270,7 +270,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     from .devices import default_cache_dir
-    from .export import clear_cache, format_size, list_cache
+    from .models.export import clear_cache, format_size, list_cache
 
     cache = args.cache_dir or default_cache_dir()
     if args.cache_command == "list":
@@ -296,7 +296,7 @@ def _cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_from_args
+    from .bench.runner import run_from_args
 
     return run_from_args(args)
 

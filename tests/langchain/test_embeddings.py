@@ -13,7 +13,7 @@ from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from langchain_openvino import OpenVINOEmbeddings
-from openvino_llm.embeddings import EmbeddingModel
+from openvino_llm.retrieval.embeddings import EmbeddingModel
 from openvino_llm.errors import InvalidParameterError
 
 TEXTS = [

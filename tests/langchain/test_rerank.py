@@ -11,7 +11,7 @@ from tests._cross_encoder import cached_cross_encoder
 
 from langchain_openvino import OpenVINOEmbeddings, OpenVINORerank
 from openvino_llm.errors import InvalidParameterError
-from openvino_llm.rerank import RerankModel
+from openvino_llm.retrieval.rerank import RerankModel
 
 QUERY = "What is the capital of France?"
 DOCS = [

@@ -10,7 +10,7 @@ from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler
 
 from llama_index_openvino import OpenVINOEmbedding
-from openvino_llm.embeddings import EmbeddingModel
+from openvino_llm.retrieval.embeddings import EmbeddingModel
 from openvino_llm.errors import InvalidParameterError
 
 DOCS = [

@@ -13,7 +13,7 @@ from tests._cross_encoder import cached_cross_encoder
 
 from llama_index_openvino import OpenVINO, OpenVINOEmbedding, OpenVINORerank
 from openvino_llm.errors import InvalidParameterError
-from openvino_llm.rerank import RerankModel
+from openvino_llm.retrieval.rerank import RerankModel
 
 QUERY = "How tall is Mount Everest?"
 TEXTS = [

@@ -28,14 +28,14 @@ from openvino_llm.errors import (
     ModelNotFoundError,
     OpenVINOLLMError,
 )
-from openvino_llm.export import MARKER_FILE, export_model, ir_damage, list_cache
-from openvino_llm.sources import resolve_model
+from openvino_llm.models.export import MARKER_FILE, export_model, ir_damage, list_cache
+from openvino_llm.models.resolve import resolve_model
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _EXPORT = """\
 import logging, os, sys, time
 logging.basicConfig(level=logging.INFO, format="%(message)s")
-from openvino_llm.sources import resolve_model
+from openvino_llm.models.resolve import resolve_model
 import optimum.exporters.openvino  # imported before the start line, so both processes start together
 if len(sys.argv) > 3:  # a start line: wait until every process has finished its imports
     open(os.path.join(sys.argv[3], str(os.getpid())), "w").close()
@@ -204,7 +204,7 @@ def test_damaged_ir_folder_says_to_export_again(tiny_model: Path, tmp_path: Path
 
 
 def test_compressing_a_damaged_ir_folder_is_refused(tiny_model: Path, tmp_path: Path) -> None:
-    from openvino_llm.export import CompressionOptions, compress_ir
+    from openvino_llm.models.export import CompressionOptions, compress_ir
 
     folder = tmp_path / "my-model-ov"
     shutil.copytree(tiny_model, folder)
@@ -310,7 +310,7 @@ def test_read_only_cache_still_serves_its_entries(tiny_hf_dir: Path, entry_copy:
 _DISK_FULL = """\
 import resource, signal, sys
 from openvino_llm.errors import OpenVINOLLMError
-from openvino_llm.sources import resolve_model
+from openvino_llm.models.resolve import resolve_model
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as on a full disk
 limit = int(sys.argv[3])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))

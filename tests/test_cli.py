@@ -11,7 +11,7 @@ from pathlib import Path
 import openvino as ov
 import pytest
 
-from openvino_llm.export import MARKER_FILE, CompressionOptions, ExportReport, build_cached, weights_size
+from openvino_llm.models.export import MARKER_FILE, CompressionOptions, ExportReport, build_cached, weights_size
 
 ENTRY_POINT = Path(sys.executable).parent / "openvino-llm"
 

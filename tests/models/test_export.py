@@ -16,7 +16,7 @@ import pytest
 from tests._tiny_model import corpus_lines
 
 from openvino_llm.errors import ExportError, InvalidParameterError, ModelNotFoundError
-from openvino_llm.export import (
+from openvino_llm.models.export import (
     MARKER_FILE,
     CompressionOptions,
     ExportReport,
@@ -29,7 +29,7 @@ from openvino_llm.export import (
     progress_enabled,
     weights_size,
 )
-from openvino_llm.sources import resolve_model
+from openvino_llm.models.resolve import resolve_model
 
 
 def _generates(path: Path) -> str:
@@ -306,7 +306,7 @@ def test_gguf_and_ir_work_without_torch(
         import sys
         for name in ("torch", "optimum", "transformers"):
             sys.modules[name] = None  # make the import fail as if not installed
-        from openvino_llm.sources import resolve_model, read_model_config
+        from openvino_llm.models.resolve import resolve_model, read_model_config
         from openvino_llm.errors import ExportError
         print(resolve_model({str(smollm2_gguf)!r}).kind)
         print(read_model_config(resolve_model({str(tiny_model)!r})).context_window)

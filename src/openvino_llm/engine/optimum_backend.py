@@ -1,7 +1,7 @@
 """The ``optimum`` backend: optimum-intel's ``OVModelForCausalLM`` with transformers' ``generate``.
 
 For architectures openvino-genai cannot load. It speaks the same scheduler protocol as
-:class:`~openvino_llm._scheduler.BatchScheduler` (``submit`` -> events, ``Ticket.cancel``), so the
+:class:`~openvino_llm.engine.scheduler.BatchScheduler` (``submit`` -> events, ``Ticket.cancel``), so the
 engine, stop strings, tool-call parsing, usage and timing are shared. Differences: requests run one
 at a time on the worker thread (transformers' generate has no continuous batching), and constrained
 decoding (structured output, forced tool calls) is not available.
@@ -20,8 +20,8 @@ from typing import Any
 import openvino as ov
 import openvino_genai as ov_genai
 
-from ._scheduler import Deliver, EndEvent, ErrorEvent, TextEvent, _Request, timing_from_clock
-from .errors import InvalidParameterError, OpenVINOLLMError
+from .scheduler import Deliver, EndEvent, ErrorEvent, TextEvent, _Request, timing_from_clock
+from ..errors import InvalidParameterError, OpenVINOLLMError
 
 log = logging.getLogger("openvino_llm")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openvino_llm.embeddings import EmbeddingModel
+from openvino_llm.retrieval.embeddings import EmbeddingModel
 from openvino_llm.errors import DeviceNotAvailableError, InvalidParameterError, ModelNotFoundError
 
 TEXTS = [

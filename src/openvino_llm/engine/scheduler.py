@@ -26,7 +26,7 @@ from typing import Any
 import openvino as ov
 import openvino_genai as ov_genai
 
-from .errors import OpenVINOLLMError
+from ..errors import OpenVINOLLMError
 
 log = logging.getLogger("openvino_llm")
 

@@ -16,8 +16,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .errors import InvalidParameterError
-from .types import ToolCall, ToolCallDict, ToolSpec
+from ..errors import InvalidParameterError
+from ..types import ToolCall, ToolCallDict, ToolSpec
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"

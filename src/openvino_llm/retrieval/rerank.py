@@ -1,6 +1,6 @@
 """Reranking with a cross-encoder on ``openvino_genai.TextRerankPipeline``::
 
-    from openvino_llm.rerank import RerankModel
+    from openvino_llm.retrieval.rerank import RerankModel
 
     reranker = RerankModel("cross-encoder/ms-marco-MiniLM-L-6-v2")
     reranker.rerank("capital of France", ["Bananas are yellow.", "Paris is in France."])
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .devices import check_device, compile_properties
+from ..devices import check_device, compile_properties
 from .embeddings import (
     _check_positive_int,
     _check_text,
@@ -30,7 +30,7 @@ from .embeddings import (
     _shared_pipeline,
     _SharedPipeline,
 )
-from .errors import InvalidParameterError, ModelNotFoundError
+from ..errors import InvalidParameterError, ModelNotFoundError
 
 # TextRerankPipeline.Config.top_n defaults to 3 and cuts inside the pipeline; ask for everything
 # and apply top_n here, after merging the batches.
@@ -52,7 +52,7 @@ class RerankModel:
 
     Example::
 
-        from openvino_llm.rerank import RerankModel
+        from openvino_llm.retrieval.rerank import RerankModel
 
         reranker = RerankModel("cross-encoder/ms-marco-MiniLM-L-6-v2", device="CPU", top_n=2)
         docs = ["Bananas are yellow.", "Paris is the capital of France.", "Lyon is in France."]
@@ -91,7 +91,7 @@ class RerankModel:
         self.device = check_device(device)
         properties = compile_properties(ov_config, cache_dir)
 
-        from .sources import resolve_model
+        from ..models.resolve import resolve_model
 
         resolved = resolve_model(model, task="text-classification", cache_dir=cache_dir)
         self.path: Path = Path(resolved.path)

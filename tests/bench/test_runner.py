@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from openvino_llm import InvalidParameterError, cli
-from openvino_llm.bench import PROMPTS, Sample, build_parser, main, options_from_args, summarize
+from openvino_llm.bench.runner import PROMPTS, Sample, build_parser, main, options_from_args, summarize
 
 
 def test_summarize_median_p90_and_per_token_rates() -> None:
@@ -46,7 +46,7 @@ def test_bad_options_are_rejected_before_any_work(argv: list[str], match: str) -
 
 
 def test_every_request_is_fresh_after_the_system_prompt() -> None:
-    from openvino_llm.bench import fresh
+    from openvino_llm.bench.runner import fresh
 
     messages = PROMPTS["long"]
     a, b = fresh(messages), fresh(messages)

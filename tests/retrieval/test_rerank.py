@@ -10,7 +10,7 @@ import pytest
 from tests._cross_encoder import cached_cross_encoder
 
 from openvino_llm.errors import DeviceNotAvailableError, InvalidParameterError, ModelNotFoundError
-from openvino_llm.rerank import RerankModel
+from openvino_llm.retrieval.rerank import RerankModel
 
 QUERY = "What is the capital of France?"
 DOCS = [
@@ -153,7 +153,7 @@ def test_bad_options(cross_encoder_dir: Path, cache_dir: Path, kwargs: dict, err
 def test_refuses_models_that_are_not_cross_encoders(
     minilm_dir: Path, tiny_model: Path, reranker: RerankModel, cache_dir: Path
 ) -> None:
-    from openvino_llm.embeddings import EmbeddingModel
+    from openvino_llm.retrieval.embeddings import EmbeddingModel
 
     embedding_ir = EmbeddingModel(minilm_dir, device="CPU", cache_dir=cache_dir).path
     with pytest.raises(ModelNotFoundError, match=r"without classification logits.*not a cross-encoder"):

@@ -31,10 +31,10 @@ from typing import Any, Literal
 
 import openvino_genai as ov_genai
 
-from ._scheduler import BatchScheduler, EndEvent, ErrorEvent, Event, TextEvent, Ticket
-from .chat import ChatRenderer, normalize_messages
-from .errors import ContextLengthExceededError, GenerationCancelledError, InvalidParameterError, OpenVINOLLMError
-from .tools import (
+from .scheduler import BatchScheduler, EndEvent, ErrorEvent, Event, TextEvent, Ticket
+from ..chat.render import ChatRenderer, normalize_messages
+from ..errors import ContextLengthExceededError, GenerationCancelledError, InvalidParameterError, OpenVINOLLMError
+from ..chat.tools import (
     TOOL_CALL_OPEN,
     TOOL_RESPONSE_CLOSE,
     check_tool_choice,
@@ -43,7 +43,7 @@ from .tools import (
     validate_json_schema,
     validate_tools,
 )
-from .types import Chunk, Generation, GenerationParams, Message, Timing, ToolSpec, Usage
+from ..types import Chunk, Generation, GenerationParams, Message, Timing, ToolSpec, Usage
 
 log = logging.getLogger("openvino_llm")
 
@@ -558,7 +558,7 @@ def _load_genai(
 def _load_optimum(
     path: Path, device: str, properties: Mapping[str, Any]
 ) -> tuple[Any, ov_genai.Tokenizer, ov_genai.GenerationConfig]:
-    from ._optimum_backend import load_optimum_backend
+    from .optimum_backend import load_optimum_backend
 
     return load_optimum_backend(path, device, properties)
 
@@ -591,8 +591,8 @@ def load_engine(
     ``export_options`` (``group_size``, ``ratio``, ``sym``, ``awq``, ``scale_estimation``,
     ``dataset``) tune weight compression when the model is exported.
     """
-    from .devices import check_device, compile_properties
-    from .sources import resolve_model
+    from ..devices import check_device, compile_properties
+    from ..models.resolve import resolve_model
 
     if backend not in ("auto", "genai", "optimum"):
         raise InvalidParameterError(f"backend={backend!r} is unknown; use 'auto', 'genai' or 'optimum'.")
@@ -600,7 +600,7 @@ def load_engine(
     properties = compile_properties(ov_config, cache_dir)
     compression = None
     if weight_format is not None or export_options:
-        from .export import CompressionOptions
+        from ..models.export import CompressionOptions
 
         compression = CompressionOptions(weight_format=weight_format, **export_options)
     resolved = resolve_model(
@@ -622,7 +622,7 @@ def load_engine(
         if engine is None:
             context = None
             try:
-                from .sources import read_model_config
+                from ..models.resolve import read_model_config
 
                 context = read_model_config(resolved).context_window
             except Exception:

@@ -10,7 +10,7 @@ folders work without the ``export`` extra installed.
 Every result is first written to a temporary folder next to its destination and renamed when
 complete, so an interrupted export never leaves a folder that looks valid.
 
-    from openvino_llm.export import CompressionOptions, export_model, compress_ir
+    from openvino_llm.models.export import CompressionOptions, export_model, compress_ir
     report = export_model("path/to/hf-checkpoint", "model-ov", options=CompressionOptions("int8"))
     print(report.summary())
     compress_ir("model-ov", "model-ov-int4", CompressionOptions("int4", group_size=64))
@@ -40,7 +40,7 @@ from xml.etree import ElementTree
 
 from filelock import FileLock, Timeout
 
-from .errors import ExportError, InvalidParameterError, ModelNotFoundError, OpenVINOLLMError
+from ..errors import ExportError, InvalidParameterError, ModelNotFoundError, OpenVINOLLMError
 
 logger = logging.getLogger("openvino_llm")
 
@@ -583,7 +583,7 @@ def export_model(
     _check_output_dir(out_dir)
     model_id = None
     if not Path(source).expanduser().exists():
-        from .sources import fetch_hub_snapshot, is_hub_id
+        from .resolve import fetch_hub_snapshot, is_hub_id
 
         if not is_hub_id(str(source)):
             raise ModelNotFoundError(f"Export source {str(source)!r} does not exist and is not a hub id.")
@@ -723,7 +723,7 @@ def is_gguf_file(source: str | os.PathLike[str]) -> bool:
 
 def check_gguf_export(gguf: Path, task: str, options: CompressionOptions) -> None:
     """Refuse, before any work, a GGUF re-export that cannot succeed (task, weight format, int4 group size)."""
-    from .sources import read_gguf_metadata
+    from .resolve import read_gguf_metadata
 
     if task != "text-generation":
         raise InvalidParameterError(
@@ -791,7 +791,7 @@ def _install_gguf_tokenizer(gguf: Path, out: Path) -> None:
     """Put the GGUF's tokenizer into ``out``: openvino-genai's conversion of it, and its chat template."""
     import openvino_genai
 
-    from .sources import read_gguf_metadata
+    from .resolve import read_gguf_metadata
 
     for name in _GUESSED_TOKENIZER_FILES:
         (out / name).unlink(missing_ok=True)

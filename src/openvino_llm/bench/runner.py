@@ -8,7 +8,7 @@ read the results as ratios. Load time (without and with the compiled-model cache
 measured in a fresh subprocess per system. Framework imports are lazy: a peer that is not installed
 is reported as "not installed", one that fails as "failed" with its error.
 
-    >>> from openvino_llm.bench import main
+    >>> from openvino_llm.bench.runner import main
     >>> main(["path/to/model.gguf", "--quick", "--out", "bench-out"])  # doctest: +SKIP
     0
 
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParameterError, OpenVINOLLMError
-from .types import GenerationParams, Message
+from ..errors import InvalidParameterError, OpenVINOLLMError
+from ..types import GenerationParams, Message
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 _LONG_CONTEXT = (
@@ -226,7 +226,7 @@ def _build_genai_raw(ctx: _Ctx) -> Runner:
 
 
 def _core_engine(ctx: _Ctx) -> Any:
-    from .engine import load_engine
+    from ..engine.engine import load_engine
 
     return load_engine(ctx.model_path, device=ctx.device, ov_config=ctx.properties)
 
@@ -570,7 +570,7 @@ def _probe_load(
     cmd = [
         sys.executable,
         "-m",
-        "openvino_llm.bench",
+        "openvino_llm.bench.runner",
         "--probe",
         system,
         str(model_path),
@@ -886,8 +886,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
 
 def _source_gguf(opts: BenchOptions) -> Path | None:
     """The .gguf file MODEL names (the default model is one), whatever weight formats are measured."""
-    from .export import is_gguf_file
-    from .sources import resolve_model
+    from ..models.export import is_gguf_file
+    from ..models.resolve import resolve_model
 
     if opts.model is None:
         resolved = resolve_model(None)
@@ -925,8 +925,8 @@ def _ov_config_text(config: dict[str, str]) -> str:
 
 
 def _resolve(opts: BenchOptions, fmt: str | None) -> Any:
-    from .export import CompressionOptions
-    from .sources import resolve_model
+    from ..models.export import CompressionOptions
+    from ..models.resolve import resolve_model
 
     compression = None
     if fmt is not None and fmt.startswith("int4") and (opts.group_size is not None or opts.sym):

@@ -11,10 +11,10 @@ from pathlib import Path
 import openvino_genai
 import pytest
 
-from openvino_llm import sources
+from openvino_llm.models import resolve as sources
 from openvino_llm.errors import InvalidParameterError, ModelNotFoundError, OpenVINOLLMError
-from openvino_llm.export import MARKER_FILE, CompressionOptions, list_cache
-from openvino_llm.sources import (
+from openvino_llm.models.export import MARKER_FILE, CompressionOptions, list_cache
+from openvino_llm.models.resolve import (
     ModelConfig,
     ResolvedModel,
     folder_fingerprint,

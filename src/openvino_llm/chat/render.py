@@ -16,9 +16,9 @@ from typing import Any
 
 import openvino_genai as ov_genai
 
-from .errors import InvalidParameterError
+from ..errors import InvalidParameterError
 from .tools import TOOL_CALL_OPEN, TOOL_RESPONSE_CLOSE, TOOL_RESPONSE_OPEN, render_tool_calls, tool_system_prompt
-from .types import Message, ToolSpec
+from ..types import Message, ToolSpec
 
 _ROLES = ("system", "user", "assistant", "tool")
 _SPECIAL_SHAPE = re.compile(r"<\|?[^<>\s]{1,40}\|?>|\[/?[A-Z_]{2,20}\]")

@@ -1,6 +1,6 @@
 """Text embeddings on ``openvino_genai.TextEmbeddingPipeline``::
 
-    from openvino_llm.embeddings import EmbeddingModel
+    from openvino_llm.retrieval.embeddings import EmbeddingModel
 
     model = EmbeddingModel()                      # the default all-MiniLM-L6-v2, exported once
     vectors = model.embed_documents(["OpenVINO runs models on Intel hardware.", "Cats purr."])
@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from .devices import check_device, compile_properties
-from .errors import InvalidParameterError, ModelNotFoundError, OpenVINOLLMError
+from ..devices import check_device, compile_properties
+from ..errors import InvalidParameterError, ModelNotFoundError, OpenVINOLLMError
 
 Pooling = Literal["cls", "mean", "last_token"]
 POOLING_TYPES: tuple[str, ...] = ("cls", "mean", "last_token")
@@ -195,7 +195,7 @@ def _source_folders(resolved: Any) -> list[Path]:
     folders = [path if path.is_dir() else path.parent]
     source = str(resolved.source)
     if source == "default":
-        from .sources import default_model_path
+        from ..models.resolve import default_model_path
 
         folders.append(default_model_path("feature-extraction")[0])
     elif Path(source).expanduser().is_dir():
@@ -223,7 +223,7 @@ class EmbeddingModel:
 
     Example::
 
-        from openvino_llm.embeddings import EmbeddingModel
+        from openvino_llm.retrieval.embeddings import EmbeddingModel
 
         model = EmbeddingModel("sentence-transformers/all-MiniLM-L6-v2", device="CPU")
         docs = model.embed_documents(["Paris is the capital of France.", "Bananas are yellow."])
@@ -272,7 +272,7 @@ class EmbeddingModel:
         self.device = check_device(device)
         properties = compile_properties(ov_config, cache_dir)
 
-        from .sources import resolve_model
+        from ..models.resolve import resolve_model
 
         resolved = resolve_model(model, task="feature-extraction", cache_dir=cache_dir)
         self.path: Path = Path(resolved.path)

@@ -1,0 +1,1 @@
+"""``openvino-llm bench``: our paths and the peers, interleaved, reported as JSON, markdown and PNG."""
