@@ -157,7 +157,9 @@ def test_adapters_use_only_the_core_public_names(module: str) -> None:
         top = target.split(".")[0]
         if top in ("langchain_openvino", "llama_index_openvino") and top != own:
             wrong.append(f"line {line}: one adapter imports the other ({target})")
-        if top == "openvino_llm" and ((name or "").startswith("_") or any(p.startswith("_") for p in target.split("."))):
+        if top == "openvino_llm" and (
+            (name or "").startswith("_") or any(p.startswith("_") for p in target.split("."))
+        ):
             wrong.append(f"line {line}: private core name {target}.{name}")
     assert wrong == []
 
