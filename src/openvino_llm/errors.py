@@ -35,12 +35,25 @@ class GenerationCancelledError(OpenVINOLLMError):
     """The generation was cancelled before it finished."""
 
 
+class GenerationTimeoutError(GenerationCancelledError, TimeoutError):
+    """The generation did not finish within the caller's ``timeout`` and was cancelled."""
+
+
+class OutputTruncatedError(OpenVINOLLMError, ValueError):
+    """Constrained output (a JSON schema or a forced tool call) was cut at the token limit, incomplete.
+
+    The text is not valid JSON; raise the token limit (``max_tokens`` / ``max_new_tokens``).
+    """
+
+
 __all__ = [
     "ContextLengthExceededError",
     "DeviceNotAvailableError",
     "ExportError",
     "GenerationCancelledError",
+    "GenerationTimeoutError",
     "InvalidParameterError",
     "ModelNotFoundError",
     "OpenVINOLLMError",
+    "OutputTruncatedError",
 ]
