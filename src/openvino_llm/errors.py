@@ -43,7 +43,12 @@ class OutputTruncatedError(OpenVINOLLMError, ValueError):
     """Constrained output (a JSON schema or a forced tool call) was cut at the token limit, incomplete.
 
     The text is not valid JSON; raise the token limit (``max_tokens`` / ``max_new_tokens``).
+    ``output`` holds the text generated so far.
     """
+
+    def __init__(self, message: str, output: str = "") -> None:
+        super().__init__(message)
+        self.output = output
 
 
 __all__ = [
