@@ -3,8 +3,9 @@
 ``generate``/``stream`` and ``agenerate``/``astream`` are twins over one implementation: a request
 is prepared once (:meth:`Engine._prepare`: template, tokens, limits, generation config), submitted to
 the model's batching scheduler, and its events are turned into :class:`~openvino_llm.types.Chunk`
-objects by one :class:`_Output` (stop strings, tool-call parsing, usage, timing). Concurrent requests
-from threads or asyncio tasks are batched on the one model by openvino-genai's continuous batching.
+objects by one :class:`~openvino_llm.engine.output.OutputParser` (stop strings, tool-call parsing,
+usage, timing). Concurrent requests from threads or asyncio tasks are batched on the one model by
+openvino-genai's continuous batching.
 
     >>> from openvino_llm import load_engine, GenerationParams
     >>> engine = load_engine()                       # the embedded SmolLM2-135M-Instruct
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import collections
 import json
 import logging
 import queue
@@ -31,19 +31,19 @@ from typing import Any, Literal
 
 import openvino_genai as ov_genai
 
-from .scheduler import BatchScheduler, EndEvent, ErrorEvent, Event, TextEvent, Ticket
 from ..chat.render import ChatRenderer, normalize_messages
-from ..errors import ContextLengthExceededError, GenerationCancelledError, InvalidParameterError, OpenVINOLLMError
 from ..chat.tools import (
     TOOL_CALL_OPEN,
     TOOL_RESPONSE_CLOSE,
     check_tool_choice,
-    parse_tool_calls,
     tool_call_schema,
     validate_json_schema,
     validate_tools,
 )
-from ..types import Chunk, Generation, GenerationParams, Message, Timing, ToolSpec, Usage
+from ..errors import ContextLengthExceededError, InvalidParameterError, OpenVINOLLMError
+from ..types import Chunk, Generation, GenerationParams, Message, ToolSpec
+from .output import Collector, OutputParser
+from .scheduler import AsyncInbox, BatchScheduler, Event
 
 log = logging.getLogger("openvino_llm")
 
@@ -128,7 +128,7 @@ class Engine:
         on_token: Callable[[str], Any] | None = None,
     ) -> Generation:
         """Generate a whole reply. ``on_token`` is called with each piece of text as it is produced."""
-        collector = _Collector(on_token)
+        collector = Collector(on_token)
         for chunk in self.stream(messages, params):
             collector.add(chunk)
         return collector.generation()
@@ -149,7 +149,7 @@ class Engine:
         on_token: Callable[[str], Any] | None = None,
     ) -> Generation:
         """Async twin of :meth:`generate`; never blocks the event loop."""
-        collector = _Collector(on_token)
+        collector = Collector(on_token)
         async for chunk in self.astream(messages, params):
             collector.add(chunk)
         return collector.generation()
@@ -159,9 +159,9 @@ class Engine:
     ) -> AsyncIterator[Chunk]:
         """Async twin of :meth:`stream`; cancelling the task or closing the iterator cancels the request."""
         prep = self._prepare(messages, params)
-        inbox = _AsyncInbox(asyncio.get_running_loop(), self._check_alive)
+        inbox = AsyncInbox(asyncio.get_running_loop(), self._check_alive)
         ticket = self._scheduler.submit(prep.input_ids, prep.config, inbox.put)
-        out = _Output(self, prep)
+        out = self._output(prep)
         try:
             while not out.done:
                 for event in await inbox.drain():
@@ -192,6 +192,16 @@ class Engine:
         self._scheduler.close()
         _forget(self)
 
+    def _output(self, prep: _Prepared) -> OutputParser:
+        return OutputParser(
+            stop=prep.stop,
+            tools=prep.tools,
+            forced_tool=prep.forced_tool,
+            max_new_tokens=prep.config.max_new_tokens,
+            model_name=self.model_name,
+            load_ms=self.load_ms,
+        )
+
     def _check_alive(self) -> None:
         if not self._scheduler.alive:
             raise OpenVINOLLMError(f"The generation worker of {self.model_name} stopped; load the model again.")
@@ -199,7 +209,7 @@ class Engine:
     def _stream_sync(self, prep: _Prepared) -> Iterator[Chunk]:
         events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         ticket = self._scheduler.submit(prep.input_ids, prep.config, events.put)
-        out = _Output(self, prep)
+        out = self._output(prep)
         try:
             while not out.done:
                 try:
@@ -310,209 +320,6 @@ class Engine:
         return config
 
 
-class _AsyncInbox:
-    """Events from the worker thread to one coroutine.
-
-    The event loop is woken (``call_soon_threadsafe``) only when the coroutine is actually waiting,
-    and everything that arrived meanwhile is taken in one go: no per-token task or wake-up when the
-    consumer is busy. A wait is a bare future (no ``asyncio.Event``, no per-wait timeout); one timer
-    per stream runs ``on_idle`` every ``idle_s`` seconds while the coroutine waits, and an error it
-    raises is raised by the wait.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, on_idle: Callable[[], None], idle_s: float = 5.0) -> None:
-        self._loop = loop
-        self._items: collections.deque[Event] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
-        self._on_idle = on_idle
-        self._idle_s = idle_s
-        self._idle_timer: asyncio.TimerHandle | None = None
-
-    def put(self, event: Event) -> None:  # on the worker thread
-        self._items.append(event)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
-            self._loop.call_soon_threadsafe(_wake, waiter)
-
-    async def drain(self) -> list[Event]:
-        """All events that arrived, waiting for at least one."""
-        while not self._items:
-            waiter = self._loop.create_future()
-            self._waiter = waiter
-            if self._items:  # arrived between the check and setting the waiter
-                self._waiter = None
-                break
-            if self._idle_timer is None:
-                self._idle_timer = self._loop.call_later(self._idle_s, self._idle)
-            try:
-                await waiter
-            finally:
-                self._waiter = None
-        events = []
-        while self._items:
-            events.append(self._items.popleft())
-        return events
-
-    def close(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
-
-    def _idle(self) -> None:  # on the loop, every idle_s seconds
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            try:
-                self._on_idle()
-            except Exception as e:  # handed to the waiting coroutine
-                waiter.set_exception(e)
-                self._idle_timer = None
-                return
-        self._idle_timer = self._loop.call_later(self._idle_s, self._idle)
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
-
-
-class _Collector:
-    """Joins a stream's chunks into one :class:`Generation` (the twins ``generate``/``agenerate``)."""
-
-    def __init__(self, on_token: Callable[[str], Any] | None) -> None:
-        self._on_token = on_token
-        self._parts: list[str] = []
-        self._final: Chunk | None = None
-
-    def add(self, chunk: Chunk) -> None:
-        if chunk.text:
-            self._parts.append(chunk.text)
-            if self._on_token is not None:
-                self._on_token(chunk.text)
-        if chunk.is_final:
-            self._final = chunk
-
-    def generation(self) -> Generation:
-        final = self._final
-        assert final is not None and final.usage is not None and final.timing is not None
-        return Generation(
-            text="".join(self._parts),
-            finish_reason=final.finish_reason or "stop",
-            usage=final.usage,
-            timing=final.timing,
-            tool_calls=final.tool_calls,
-            model_name=final.model_name,
-        )
-
-
-class _Output:
-    """Turns one request's scheduler events into Chunks: stop strings, tool-call markup, usage, timing.
-
-    Text that might be the start of a stop string or of ``<tool_call>`` is held back until it is
-    known not to be; a stop string ends the request (it is not part of the output); tool-call markup
-    is never emitted as text but parsed into ``tool_calls`` on the final chunk.
-    """
-
-    def __init__(self, engine: Engine, prep: _Prepared) -> None:
-        self._engine = engine
-        self._prep = prep
-        self._acc = ""
-        self._emitted = 0
-        self._stopped = False  # a stop string was found
-        self._markers = prep.stop + ((TOOL_CALL_OPEN,) if prep.tools and not prep.forced_tool else ())
-        self.done = False
-
-    def feed(self, event: Event, ticket: Ticket) -> Iterator[Chunk]:
-        if isinstance(event, ErrorEvent):
-            self.done = True
-            raise event.error
-        if isinstance(event, TextEvent):
-            if self._stopped:
-                return
-            text = self._on_text(event.text)
-            if self._stopped:
-                ticket.cancel()
-            if text:
-                yield Chunk(text=text, model_name=self._engine.model_name)
-            return
-        assert isinstance(event, EndEvent)
-        self.done = True
-        if event.finish_reason == "cancelled" and not self._stopped:  # not by this caller: the engine closed
-            raise GenerationCancelledError(
-                f"The request was cancelled after {event.output_tokens} tokens because {self._engine.model_name}'s "
-                "engine was closed. Load the model again (load_engine) and retry."
-            )
-        yield self._final(event)
-
-    def _on_text(self, delta: str) -> str:
-        prep = self._prep
-        self._acc += delta
-        if prep.forced_tool:
-            return ""
-        if prep.stop:
-            start = max(0, self._emitted - max(map(len, prep.stop)))
-            hits = [i for i in (self._acc.find(s, start) for s in prep.stop) if i >= 0]
-            if hits:
-                self._acc = self._acc[: min(hits)]
-                self._stopped = True
-        limit = len(self._acc)
-        if prep.tools:
-            at = self._acc.find(TOOL_CALL_OPEN)
-            if at >= 0:
-                limit = at
-            elif self._emitted == 0 and (not self._acc.strip() or self._acc.lstrip().startswith(("{", "["))):
-                limit = 0  # leading whitespace or a bare JSON tool call: decide when more text (or the end) comes
-        if not self._stopped:
-            limit = min(limit, len(self._acc) - _partial_marker(self._acc, self._markers))
-        if limit <= self._emitted:
-            return ""
-        text = self._acc[self._emitted : limit]
-        self._emitted = limit
-        return text
-
-    def _final(self, end: EndEvent) -> Chunk:
-        prep = self._prep
-        text = self._acc
-        calls = []
-        if prep.forced_tool:
-            _, calls = parse_tool_calls(TOOL_CALL_OPEN + "\n" + text, prep.tools)
-            if not calls:
-                raise OpenVINOLLMError(
-                    f"The model did not finish its constrained tool call within max_new_tokens "
-                    f"({prep.config.max_new_tokens}); raise max_new_tokens. Output so far: {text!r:.200}"
-                )
-            text = ""
-        elif prep.tools:
-            text, calls = parse_tool_calls(text, prep.tools)
-        rest = text[self._emitted :] if text.startswith(self._acc[: self._emitted]) else ""
-        if calls:
-            reason = "tool_calls"
-        elif self._stopped:
-            reason = "stop"
-        else:
-            reason = end.finish_reason
-        timing = Timing(end.ttft_ms, end.tpot_ms, end.throughput_tps, end.total_ms, self._engine.load_ms)
-        return Chunk(
-            text=rest,
-            finish_reason=reason,  # type: ignore[arg-type]
-            usage=Usage(end.input_tokens, end.output_tokens),
-            timing=timing,
-            tool_calls=calls,
-            model_name=self._engine.model_name,
-        )
-
-
-def _partial_marker(text: str, markers: Sequence[str]) -> int:
-    """Length of the longest suffix of ``text`` that is a proper prefix of one of ``markers``."""
-    best = 0
-    for m in markers:
-        for n in range(min(len(m) - 1, len(text)), best, -1):
-            if text.endswith(m[:n]):
-                best = n
-                break
-    return best
-
-
 def _guess_context_window(base: ov_genai.GenerationConfig) -> int:
     if 0 < base.max_length < 2**31 - 1:
         return int(base.max_length)
@@ -592,7 +399,7 @@ def load_engine(
     ``dataset``) tune weight compression when the model is exported.
     """
     from ..devices import check_device, compile_properties
-    from ..models.resolve import resolve_model
+    from ..models import resolve_model
 
     if backend not in ("auto", "genai", "optimum"):
         raise InvalidParameterError(f"backend={backend!r} is unknown; use 'auto', 'genai' or 'optimum'.")
@@ -600,7 +407,7 @@ def load_engine(
     properties = compile_properties(ov_config, cache_dir)
     compression = None
     if weight_format is not None or export_options:
-        from ..models.export import CompressionOptions
+        from ..models import CompressionOptions
 
         compression = CompressionOptions(weight_format=weight_format, **export_options)
     resolved = resolve_model(
@@ -622,7 +429,7 @@ def load_engine(
         if engine is None:
             context = None
             try:
-                from ..models.resolve import read_model_config
+                from ..models import read_model_config
 
                 context = read_model_config(resolved).context_window
             except Exception:

@@ -20,8 +20,8 @@ from typing import Any
 import openvino as ov
 import openvino_genai as ov_genai
 
-from .scheduler import Deliver, EndEvent, ErrorEvent, TextEvent, _Request, timing_from_clock
 from ..errors import InvalidParameterError, OpenVINOLLMError
+from .scheduler import Deliver, EndEvent, ErrorEvent, TextEvent, _Request, timing_from_clock
 
 log = logging.getLogger("openvino_llm")
 

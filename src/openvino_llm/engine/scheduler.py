@@ -9,10 +9,15 @@ others run join the running batch (continuous batching). Each request gets:
 - then exactly one ``EndEvent`` (finish reason, token counts, timing) or ``ErrorEvent``.
 
 ``Ticket.cancel()`` drops a request from the batch at the next step boundary, freeing its KV cache.
+
+``deliver`` runs on the worker thread: a thread consumes events through a ``queue.SimpleQueue``'s
+``put``, a coroutine through :class:`AsyncInbox`'s.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import itertools
 import logging
 import math
@@ -250,4 +255,72 @@ class BatchScheduler:
             log.debug("dropped an event for request %s", req.rid, exc_info=True)
 
 
-__all__ = ["BatchScheduler", "EndEvent", "ErrorEvent", "Event", "TextEvent", "Ticket"]
+class AsyncInbox:
+    """Events from the worker thread to one coroutine (``deliver=inbox.put``).
+
+    The event loop is woken (``call_soon_threadsafe``) only when the coroutine is actually waiting,
+    and everything that arrived meanwhile is taken in one go: no per-token task or wake-up when the
+    consumer is busy. A wait is a bare future (no ``asyncio.Event``, no per-wait timeout); one timer
+    per stream runs ``on_idle`` every ``idle_s`` seconds while the coroutine waits, and an error it
+    raises is raised by the wait.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, on_idle: Callable[[], None], idle_s: float = 5.0) -> None:
+        self._loop = loop
+        self._items: collections.deque[Event] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_idle = on_idle
+        self._idle_s = idle_s
+        self._idle_timer: asyncio.TimerHandle | None = None
+
+    def put(self, event: Event) -> None:  # on the worker thread
+        """Deliver ``event`` (the scheduler's ``deliver`` callback)."""
+        self._items.append(event)
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            self._loop.call_soon_threadsafe(_wake, waiter)
+
+    async def drain(self) -> list[Event]:
+        """All events that arrived, waiting for at least one."""
+        while not self._items:
+            waiter = self._loop.create_future()
+            self._waiter = waiter
+            if self._items:  # arrived between the check and setting the waiter
+                self._waiter = None
+                break
+            if self._idle_timer is None:
+                self._idle_timer = self._loop.call_later(self._idle_s, self._idle)
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        events = []
+        while self._items:
+            events.append(self._items.popleft())
+        return events
+
+    def close(self) -> None:
+        """Stop the idle timer (the stream ended)."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+
+    def _idle(self) -> None:  # on the loop, every idle_s seconds
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            try:
+                self._on_idle()
+            except Exception as e:  # handed to the waiting coroutine
+                waiter.set_exception(e)
+                self._idle_timer = None
+                return
+        self._idle_timer = self._loop.call_later(self._idle_s, self._idle)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+__all__ = ["AsyncInbox", "BatchScheduler", "EndEvent", "ErrorEvent", "Event", "TextEvent", "Ticket"]
