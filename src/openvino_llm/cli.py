@@ -110,6 +110,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmark a model: our paths vs raw openvino-genai and installed peers")
     add_bench_options(p, add_cache_dir=False)
     _add_common(p)
+
+    p = sub.add_parser("serve", help="serve MODEL over an OpenAI-compatible HTTP API (needs the serve extra)")
+    p.add_argument("model", nargs="?", default=None, metavar="MODEL", help="model (path, hub id, or 'default')")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--embedding-model", default=None, help="also serve /v1/embeddings with this model")
+    p.add_argument("--rerank-model", default=None, help="also serve /v1/rerank with this cross-encoder")
+    p.add_argument(
+        "--api-key", default=None, help="require 'Authorization: Bearer KEY' (default: $OPENVINO_LLM_API_KEY)"
+    )
+    p.add_argument("--served-model-name", default=None, help="the model name clients send (default: the model's)")
+    p.add_argument("--device", default="AUTO", help="OpenVINO device: AUTO (default), CPU, GPU, NPU, ...")
+    p.add_argument("--weight-format", default=None, help="export/compression format if the model needs it")
+    p.add_argument(
+        "--ov-config", default=None, help='OpenVINO properties as JSON, e.g. \'{"PERFORMANCE_HINT": "LATENCY"}\''
+    )
+    p.add_argument("--max-tokens", type=int, default=4096, help="largest max_tokens a request may ask for")
+    p.add_argument("--max-concurrent", type=int, default=64, help="requests in progress at once (more get 429)")
+    p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="largest request body (more: 413)")
+    _add_common(p)
     return parser
 
 
@@ -301,6 +321,53 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return run_from_args(args)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import json
+
+    try:
+        from .serve import Limits, create_app, run_server
+    except ImportError as e:
+        raise InvalidParameterError(f'serve needs the serve extra: pip install "openvino-llm[serve]" ({e})') from None
+    from .engine.engine import load_engine
+    from .serve.limits import resolve_api_key
+
+    try:
+        ov_config = json.loads(args.ov_config) if args.ov_config else None
+    except json.JSONDecodeError as e:
+        raise InvalidParameterError(f"--ov-config is not JSON: {e}") from None
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_concurrent=args.max_concurrent)
+    model = None if args.model is None or args.model.strip().lower() == "default" else args.model
+    engine = load_engine(
+        model, device=args.device, weight_format=args.weight_format, ov_config=ov_config, cache_dir=args.cache_dir
+    )
+    embedding = rerank = None
+    if args.embedding_model:
+        from .retrieval import EmbeddingModel
+
+        embedding = EmbeddingModel(args.embedding_model, device=args.device, cache_dir=args.cache_dir)
+    if args.rerank_model:
+        from .retrieval import RerankModel
+
+        rerank = RerankModel(args.rerank_model, device=args.device, cache_dir=args.cache_dir)
+    api_key = resolve_api_key(args.api_key)
+    if args.host not in ("127.0.0.1", "localhost", "::1") and api_key is None:
+        logging.getLogger("openvino_llm").warning(
+            "serving on %s without an API key: anyone who can reach this port can use the model", args.host
+        )
+    app = create_app(
+        engine,
+        embedding_model=embedding,
+        rerank_model=rerank,
+        api_key=api_key,
+        limits=limits,
+        served_model_name=args.served_model_name,
+    )
+    run_server(
+        app, host=args.host, port=args.port, log_level="debug" if args.debug else "warning" if args.quiet else "info"
+    )
+    return 0
+
+
 _COMMANDS = {
     "export": _cmd_export,
     "devices": _cmd_devices,
@@ -308,6 +375,7 @@ _COMMANDS = {
     "chat": _cmd_chat,
     "cache": _cmd_cache,
     "bench": _cmd_bench,
+    "serve": _cmd_serve,
 }
 
 
