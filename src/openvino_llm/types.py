@@ -44,6 +44,8 @@ class Message(TypedDict):
     tool_calls: NotRequired[list[ToolCallDict]]
     tool_call_id: NotRequired[str]
     name: NotRequired[str]
+    #: an assistant message's reasoning (its ``<think>`` block), sent back as the template expects
+    reasoning_content: NotRequired[str]
 
 
 class ToolSpec(TypedDict):
@@ -64,6 +66,20 @@ class ToolCall:
 
     def as_dict(self) -> ToolCallDict:
         return {"id": self.id, "name": self.name, "arguments": self.arguments}
+
+
+@dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call as it streams: ``id`` and ``name`` come first, then argument text.
+
+    Pieces with the same ``index`` belong to one call; their ``arguments`` joined are the call's
+    arguments as JSON text (``json.loads`` of them equals the final :class:`ToolCall`'s arguments).
+    """
+
+    index: int
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
 
 
 @dataclass(frozen=True)
@@ -108,6 +124,8 @@ class Generation:
     timing: Timing
     tool_calls: list[ToolCall] = field(default_factory=list)
     model_name: str = ""
+    #: the model's reasoning (its ``<think>`` block), never part of ``text``
+    reasoning: str = ""
 
 
 @dataclass(frozen=True)
@@ -120,6 +138,10 @@ class Chunk:
     timing: Timing | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
     model_name: str = ""
+    #: reasoning text produced since the previous chunk (never part of ``text``)
+    reasoning: str = ""
+    #: tool-call pieces produced since the previous chunk (name first, then argument text)
+    tool_call_deltas: list[ToolCallDelta] = field(default_factory=list)
 
     @property
     def is_final(self) -> bool:
@@ -149,6 +171,13 @@ class GenerationParams:
       tool name (constrained to a call of that tool).
     - ``json_schema``: constrain the output to JSON matching this schema (structured output).
       ``{"type": "object"}`` gives plain JSON mode.
+    - ``parallel_tool_calls``: ``False`` keeps the reply to one call; ``strict``: arguments follow
+      the tools' schemas exactly (they always do once a call opens: decoding is guided).
+    - ``reasoning``: turn the model's thinking on/off (Qwen3's ``enable_thinking``; for templates
+      that open the block themselves, ``False`` closes it at once); ``None``: the template's default.
+    - ``chat_template_kwargs``: extra variables for the chat template.
+    - ``tool_format``: the tool-call family (``"hermes"``, ``"qwen3"``, ``"llama3_json"``, ...)
+      instead of the one detected from the chat template.
     """
 
     max_new_tokens: int | None = None
@@ -163,6 +192,11 @@ class GenerationParams:
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice | None = None
     json_schema: dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+    strict: bool | None = None
+    reasoning: bool | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+    tool_format: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens is not None:
@@ -189,6 +223,17 @@ class GenerationParams:
                 raise InvalidParameterError(f"stop must be a list of non-empty strings, got {self.stop!r}.")
         object.__setattr__(self, "stop", stop)
         object.__setattr__(self, "tools", tuple(self.tools or ()))
+        for flag in ("parallel_tool_calls", "strict", "reasoning"):
+            value = getattr(self, flag)
+            if value is not None and not isinstance(value, bool):
+                raise InvalidParameterError(f"{flag} must be True, False or None, got {value!r}.")
+        kwargs = self.chat_template_kwargs
+        if kwargs is not None and (not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs)):
+            raise InvalidParameterError(
+                f"chat_template_kwargs must be a dict of variable names to values, got {kwargs!r:.80}."
+            )
+        if self.tool_format is not None and not isinstance(self.tool_format, str):
+            raise InvalidParameterError(f"tool_format must be a family name (a string), got {self.tool_format!r}.")
         if self.json_schema is not None and not isinstance(self.json_schema, dict):
             raise InvalidParameterError(
                 f"json_schema must be a JSON schema dict, got {type(self.json_schema).__name__}."

@@ -2,9 +2,12 @@
 
 The template is applied exactly once, here; the engine then tokenizes the result without adding
 special tokens again. Models whose template knows about tools (Qwen2.5, Llama 3.1, ...) get the
-tools, earlier tool calls and tool results in their native form; for the others (SmolLM2, plain
-ChatML) we render a tool section into the system prompt and the calls/results as text in the same
-``<tool_call>`` format the model is asked to answer in.
+tools, earlier tool calls and tool results in their native form, adjusted by the model's family
+(:mod:`openvino_llm.chat.families`: Mistral's 9-character ids, Phi-4-mini's tools in the system
+message, ...); for the others (SmolLM2, plain ChatML) we render a tool section into the system
+prompt and the calls/results as text in the format the model is asked to answer in (Hermes
+``<tool_call>`` unless a ``tool_format`` says otherwise). An assistant message's reasoning goes
+back as ``reasoning_content`` to templates that use it, and is dropped for the others.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from typing import Any
 import openvino_genai as ov_genai
 
 from ..errors import InvalidParameterError
-from .tools import TOOL_CALL_OPEN, TOOL_RESPONSE_CLOSE, TOOL_RESPONSE_OPEN, render_tool_calls, tool_system_prompt
 from ..types import Message, ToolSpec
+from .families import HermesFamily, ToolFamily, detect_family, get_family
+from .reasoning import template_reasons
+from .tools import TOOL_CALL_OPEN, TOOL_RESPONSE_CLOSE, TOOL_RESPONSE_OPEN
 
 _ROLES = ("system", "user", "assistant", "tool")
 _SPECIAL_SHAPE = re.compile(r"<\|?[^<>\s]{1,40}\|?>|\[/?[A-Z_]{2,20}\]")
@@ -90,6 +95,14 @@ def normalize_messages(messages: str | Sequence[Message]) -> list[Message]:
         for key in ("tool_call_id", "name"):
             if m.get(key):
                 msg[key] = str(m[key])  # type: ignore[literal-required]
+        reasoning = m.get("reasoning_content")
+        if reasoning:
+            if not isinstance(reasoning, str):
+                raise InvalidParameterError(
+                    f"messages[{i}] reasoning_content must be text, got {type(reasoning).__name__}."
+                )
+            if role == "assistant":
+                msg["reasoning_content"] = reasoning
         out.append(msg)
     return out
 
@@ -100,9 +113,20 @@ class ChatRenderer:
     def __init__(self, tokenizer: ov_genai.Tokenizer) -> None:
         self._tokenizer = tokenizer
         template = tokenizer.chat_template or ""
+        self.template = template
         self.has_template = bool(template.strip())
-        self.native_tools = "tools" in template and "tool_call" in template
         self._special = special_token_texts(tokenizer)
+        detected = detect_family(template, self._special)
+        self.native_tools = "tools" in template and ("tool_call" in template or detected.name != HermesFamily.name)
+        #: the tool-call family: detected from a template that renders tools, else Hermes (our prompt)
+        self.family: ToolFamily = detected if self.native_tools else HermesFamily()
+        #: whether the template knows reasoning blocks (``<think>`` ... ``</think>``)
+        self.reasons = template_reasons(template)
+        self._keeps_reasoning = "reasoning_content" in template
+
+    def family_for(self, tool_format: str | None) -> ToolFamily:
+        """The family to use: ``tool_format`` if given, else the detected one."""
+        return self.family if tool_format is None else get_family(tool_format)
 
     def defuse(self, text: str) -> str:
         """``text`` with every special-token string broken up, so content can never open a new turn."""
@@ -117,17 +141,26 @@ class ChatRenderer:
         tools: Sequence[ToolSpec] = (),
         *,
         prefill: str = "",
+        family: ToolFamily | None = None,
+        extra_context: dict[str, Any] | None = None,
     ) -> str:
-        """The prompt text for ``messages``, ending with the assistant generation prompt (+ ``prefill``)."""
+        """The prompt text for ``messages``, ending with the assistant generation prompt (+ ``prefill``).
+
+        ``family`` overrides the detected tool-call family; ``extra_context`` holds extra chat-template
+        variables (``enable_thinking``, ...).
+        """
+        family = family or self.family
         messages = [{**m, "content": self.defuse(m["content"])} for m in messages]  # type: ignore[misc]
-        if self.native_tools:
-            history = [self._native(m) for m in messages]
-            native = [{"type": "function", "function": dict(t)} for t in tools] or None
+        native_tools = self.native_tools and (family is self.family or family.matches(self.template, self._special))
+        if native_tools:
+            history = family.native_history([self._native(m, self._keeps_reasoning) for m in messages], tools)
+            native = [{"type": "function", "function": dict(t)} for t in tools] if family.template_tools else []
+            native = native or None
         else:
-            history = [self._as_text(m) for m in messages]
+            history = [self._as_text(m, family) for m in messages]
             native = None
             if tools:
-                section = tool_system_prompt(tools)
+                section = family.tool_prompt(tools)
                 if history and history[0]["role"] == "system":
                     history[0] = {"role": "system", "content": f"{history[0]['content']}\n\n{section}".strip()}
                 else:
@@ -135,7 +168,9 @@ class ChatRenderer:
         if not self.has_template:
             return "".join(f"{m['role']}: {m['content']}\n" for m in history) + "assistant: " + prefill
         try:
-            prompt = self._tokenizer.apply_chat_template(history, add_generation_prompt=True, tools=native)
+            prompt = self._tokenizer.apply_chat_template(
+                history, add_generation_prompt=True, tools=native, extra_context=extra_context or None
+            )
         except Exception as e:  # the template itself raised (e.g. "roles must alternate")
             raise InvalidParameterError(
                 f"The model's chat template rejected these messages: {e}. "
@@ -144,8 +179,10 @@ class ChatRenderer:
         return prompt + prefill
 
     @staticmethod
-    def _native(m: Message) -> dict[str, Any]:
+    def _native(m: Message, keep_reasoning: bool) -> dict[str, Any]:
         out: dict[str, Any] = {"role": m["role"], "content": m["content"]}
+        if keep_reasoning and m.get("reasoning_content"):
+            out["reasoning_content"] = m["reasoning_content"]
         if m.get("tool_calls"):
             out["tool_calls"] = [
                 {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
@@ -157,11 +194,11 @@ class ChatRenderer:
         return out
 
     @staticmethod
-    def _as_text(m: Message) -> dict[str, Any]:
+    def _as_text(m: Message, family: ToolFamily) -> dict[str, Any]:
         if m["role"] == "tool":
             return {"role": "user", "content": f"{TOOL_RESPONSE_OPEN}\n{m['content']}\n{TOOL_RESPONSE_CLOSE}"}
         if m.get("tool_calls"):
-            calls = render_tool_calls(m["tool_calls"])
+            calls = family.render_calls(m["tool_calls"])
             return {"role": "assistant", "content": f"{m['content']}\n{calls}".strip()}
         return {"role": m["role"], "content": m["content"]}
 

@@ -145,8 +145,13 @@ def _rewrite_definitions_refs(node: Any) -> Any:
     return node
 
 
-def tool_call_schema(tools: Sequence[ToolSpec], only: str | None = None) -> dict[str, Any]:
-    """JSON schema of one call ``{"name": ..., "arguments": {...}}`` of any tool (or of ``only``)."""
+def tool_call_schema(
+    tools: Sequence[ToolSpec], only: str | None = None, *, args_key: str = "arguments"
+) -> dict[str, Any]:
+    """JSON schema of one call ``{"name": ..., "arguments": {...}}`` of any tool (or of ``only``).
+
+    ``args_key`` names the arguments member (Llama 3 writes ``"parameters"``).
+    """
     defs: dict[str, Any] = {}
     branches = []
     for tool in tools:
@@ -156,8 +161,8 @@ def tool_call_schema(tools: Sequence[ToolSpec], only: str | None = None) -> dict
         branches.append(
             {
                 "type": "object",
-                "properties": {"name": {"type": "string", "enum": [tool["name"]]}, "arguments": params},
-                "required": ["name", "arguments"],
+                "properties": {"name": {"type": "string", "enum": [tool["name"]]}, args_key: params},
+                "required": ["name", args_key],
                 "additionalProperties": False,
             }
         )

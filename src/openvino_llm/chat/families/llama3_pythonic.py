@@ -1,0 +1,118 @@
+"""Llama 3.2 (1B/3B) / Llama 4 pythonic calls: ``[get_weather(city="Paris"), f(a=1)]``.
+
+Arguments are Python literals, read with :func:`ast.literal_eval` (never evaluated as code).
+openvino-genai's ``Llama3PythonicToolParser`` was measured (2026.4) to keep only the first of
+several calls, so the parsing here is our own.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import openvino_genai as ov_genai
+
+from ...types import ToolCall, ToolCallDict, ToolSpec
+from .base import SOG, PartialCall, ToolFamily
+
+_OPEN = re.compile(r"\[\s*[A-Za-z_][\w.]*\s*\(")
+_OPEN_PREFIX = re.compile(r"\[\s*(?:[A-Za-z_][\w.]*\s*)?$")
+
+
+def _literal(node: ast.expr) -> Any:
+    return ast.literal_eval(node)
+
+
+class Llama3PythonicFamily(ToolFamily):
+    """Calls written as a Python list of function calls with keyword arguments."""
+
+    name = "llama3_pythonic"
+    markers = ("[",)
+    template_hints = ("[func_name1(",)
+    trigger = "["
+
+    def find_marker(self, text: str) -> int:
+        m = _OPEN.search(text)
+        return m.start() if m else -1
+
+    def pending(self, text: str) -> int:
+        m = _OPEN_PREFIX.search(text)
+        return len(text) - m.start() if m else 0
+
+    def render_calls(self, calls: Sequence[ToolCallDict]) -> str:
+        parts = [
+            f"{c['name']}(" + ", ".join(f"{k}={v!r}" for k, v in (c.get("arguments") or {}).items()) + ")"
+            for c in calls
+        ]
+        return "[" + ", ".join(parts) + "]"
+
+    def call_tag(self, tool: ToolSpec) -> Any:
+        # keyword arguments with Python-literal values typed by the schema: "[name(" k=v, ... ")]"
+        props = tool["parameters"].get("properties", {}) or {}
+        kinds = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
+                 "array": "list", "object": "dict"}  # fmt: skip
+        pairs = [f'"{k}=" {kinds.get(str((v or {}).get("type")), "value")}' for k, v in props.items()]
+        pair = " | ".join(f"({p})" for p in pairs)
+        kv = f'(({pair}) (", " ({pair}))*)?' if pairs else '""'
+        ebnf = (
+            f"root ::= {kv}\n"
+            'value ::= string | number | boolean | "None" | list | dict\n'
+            'string ::= "\\"" [^"\\\\\\n]* "\\""\n'
+            'integer ::= "-"? ("0" | [1-9] [0-9]*)\n'
+            'number ::= integer ("." [0-9]+)?\n'
+            'boolean ::= "True" | "False"\n'
+            'list ::= "[" (value (", " value)*)? "]"\n'
+            'dict ::= "{" (string ": " value (", " string ": " value)*)? "}"\n'
+        )
+        return SOG.Tag(f"[{tool['name']}(", SOG.EBNF(ebnf), ")]")
+
+    def guided_config(self, tools: Sequence[ToolSpec], *, parallel: bool = True) -> ov_genai.StructuredOutputConfig:
+        # one trigger per tool (the whole "[name("), so a "[" in plain text (a link, a list) stays free
+        grammar = SOG.TriggeredTags(
+            triggers=[f"[{t['name']}(" for t in tools],
+            tags=[self.call_tag(t) for t in tools],
+            at_least_one=False,
+            stop_after_first=True,
+        )
+        return ov_genai.StructuredOutputConfig(compound_grammar=grammar)
+
+    def parse(self, text: str, tools: Sequence[ToolSpec]) -> tuple[str, list[ToolCall]]:
+        m = _OPEN.search(text)
+        if m is None:
+            return text, []
+        names = {t["name"] for t in tools}
+        start = m.start()
+        for end in [i for i, ch in enumerate(text) if ch == "]" and i > start]:
+            calls = self._calls(text[start : end + 1], names)
+            if calls is not None:
+                return (text[:start] + text[end + 1 :]).strip(), calls
+        return text, []
+
+    def _calls(self, source: str, names: set[str]) -> list[ToolCall] | None:
+        try:
+            tree = ast.parse(source, mode="eval")
+        except SyntaxError:
+            return None
+        if not isinstance(tree.body, ast.List) or not tree.body.elts:
+            return None
+        calls = []
+        for node in tree.body.elts:
+            if not isinstance(node, ast.Call) or node.args:
+                return None
+            name = ast.unparse(node.func)
+            if names and name not in names:
+                return None
+            try:
+                args = {kw.arg: _literal(kw.value) for kw in node.keywords if kw.arg is not None}
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                return None
+            calls.append(ToolCall(id=self.new_id(), name=name, arguments=args))
+        return calls
+
+    def partial(self, text: str) -> list[PartialCall]:
+        return []  # Python literals are not JSON: calls are reported whole at the end
+
+
+__all__ = ["Llama3PythonicFamily"]
