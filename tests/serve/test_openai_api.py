@@ -72,9 +72,12 @@ def test_stop_and_seed(client: openai.OpenAI, tiny_engine: Engine) -> None:
     stop = base[10:13]
     expected = tiny_engine.generate(PROMPT, GenerationParams(temperature=0, max_new_tokens=30, stop=(stop,)))
     reply = client.chat.completions.create(
-        model=tiny_engine.model_name, messages=[{"role": "user", "content": PROMPT}], temperature=0, max_tokens=30,
+        model=tiny_engine.model_name,
+        messages=[{"role": "user", "content": PROMPT}],
+        temperature=0,
+        max_tokens=30,
         stop=[stop],
-    )  # fmt: skip
+    )
     assert reply.choices[0].message.content == expected.text
     assert stop not in reply.choices[0].message.content
     assert reply.choices[0].finish_reason == "stop"
@@ -148,9 +151,12 @@ def test_tool_results_round_trip(client: openai.OpenAI, tiny_engine: Engine) -> 
     params = GenerationParams(temperature=0, max_new_tokens=12, tools=(MULTIPLY,))
     expected = tiny_engine.generate(core, params)
     reply = client.chat.completions.create(
-        model=tiny_engine.model_name, messages=history, tools=[{"type": "function", "function": MULTIPLY}],
-        temperature=0, max_tokens=12,
-    )  # fmt: skip
+        model=tiny_engine.model_name,
+        messages=history,
+        tools=[{"type": "function", "function": MULTIPLY}],
+        temperature=0,
+        max_tokens=12,
+    )
     assert reply.choices[0].message.content == expected.text
     assert reply.usage.prompt_tokens == expected.usage.input_tokens
 
