@@ -47,10 +47,16 @@ def engine(smollm2_gguf: Path, cache_dir: Path) -> Engine:
 
 @pytest.fixture(scope="module")
 def exact_engine(smollm2_gguf: Path, cache_dir: Path) -> Engine:
+    """SmolLM2 in full f32: the engine of every test that compares two generations or the model's words.
+
+    At default precision (bf16, u8 KV cache, dynamic quantization) the rounding depends on the batch's
+    shape, so the same request can decode differently from run to run (README, "Limits of the engine").
+    """
     return load_engine(smollm2_gguf, device="CPU", ov_config=EXACT)
 
 
-def test_generate_answers_with_usage_and_timing(engine: Engine) -> None:
+def test_generate_answers_with_usage_and_timing(exact_engine: Engine) -> None:
+    engine = exact_engine
     gen = engine.generate("What is the capital of France?", GenerationParams(temperature=0))
     assert "Paris" in gen.text
     assert gen.finish_reason == "stop"
@@ -90,7 +96,8 @@ def test_conversation_may_end_with_assistant_or_tool(engine: Engine) -> None:
         assert gen.usage.output_tokens >= 1
 
 
-def test_stream_matches_generate_and_ends_with_final_chunk(engine: Engine) -> None:
+def test_stream_matches_generate_and_ends_with_final_chunk(exact_engine: Engine) -> None:
+    engine = exact_engine
     params = GenerationParams(temperature=0, max_new_tokens=32)
     whole = engine.generate("Count from 1 to 5.", params)
     chunks = list(engine.stream("Count from 1 to 5.", params))
@@ -114,7 +121,8 @@ def test_max_new_tokens_gives_length(engine: Engine) -> None:
     assert gen.usage.output_tokens == 5
 
 
-def test_stop_strings_cut_on_text_across_tokens(engine: Engine) -> None:
+def test_stop_strings_cut_on_text_across_tokens(exact_engine: Engine) -> None:
+    engine = exact_engine
     full = engine.generate("What is the capital of France?", GenerationParams(temperature=0)).text
     assert "of France is" in full
     stop = "f Fra"  # spans the tokens " of" and " France"
@@ -131,14 +139,25 @@ def test_stop_strings_cut_on_text_across_tokens(engine: Engine) -> None:
     assert gen2.text == full[: full.index("capital")]
 
 
-def test_seed_makes_sampling_reproducible(engine: Engine) -> None:
+def test_seed_makes_sampling_reproducible(exact_engine: Engine) -> None:
+    # What README promises: under the exact-precision ov_config a seed gives the same text, also while
+    # another request shares the batch. (At default precision the batch's shape changes the rounding.)
     params = GenerationParams(temperature=1.0, top_p=0.95, seed=1234, max_new_tokens=24)
-    a = engine.generate("Tell me a story.", params).text
-    b = engine.generate("Tell me a story.", params).text
-    assert a == b
+    alone = exact_engine.generate("Tell me a story.", params).text
+    assert exact_engine.generate("Tell me a story.", params).text == alone
+    neighbour = exact_engine.stream("Write a long poem about the sea.", GenerationParams(max_new_tokens=400))
+    next(neighbour)  # in flight: the seeded request below is batched with it
+    try:
+        assert exact_engine.active_requests == 1
+        assert exact_engine.generate("Tell me a story.", params).text == alone
+    finally:
+        neighbour.close()
+    other_seed = GenerationParams(temperature=1.0, top_p=0.95, seed=4321, max_new_tokens=24)
+    assert exact_engine.generate("Tell me a story.", other_seed).text != alone  # the seed reaches the sampler
 
 
-def test_sampling_parameters_reach_the_model(engine: Engine) -> None:
+def test_sampling_parameters_reach_the_model(exact_engine: Engine) -> None:
+    engine = exact_engine
     # top_k=1 is greedy whatever the temperature; a huge repetition penalty changes the greedy text
     greedy = engine.generate("Name three colors.", GenerationParams(temperature=0, max_new_tokens=20)).text
     topk1 = engine.generate(
@@ -151,7 +170,8 @@ def test_sampling_parameters_reach_the_model(engine: Engine) -> None:
     assert penalized != greedy
 
 
-async def test_agenerate_and_astream(engine: Engine) -> None:
+async def test_agenerate_and_astream(exact_engine: Engine) -> None:
+    engine = exact_engine
     params = GenerationParams(temperature=0, max_new_tokens=16)
     sync = engine.generate("What is the capital of France?", params)
     agen = await engine.agenerate("What is the capital of France?", params)
@@ -168,7 +188,7 @@ async def test_astream_does_not_block_the_event_loop(engine: Engine) -> None:
         nonlocal ticks
         while not stop.is_set():
             ticks += 1
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.001)
 
     task = asyncio.create_task(ticker())
     gen = await engine.agenerate(
@@ -177,8 +197,10 @@ async def test_astream_does_not_block_the_event_loop(engine: Engine) -> None:
     stop.set()
     await task
     # A blocked loop would tick once. openvino-genai's step() holds the GIL while it runs, so the
-    # loop gets its turns between decoding steps: about one tick per generated token.
-    assert ticks >= gen.usage.output_tokens // 2
+    # loop gets its turns between decoding steps, each well over a millisecond. No rate per token is
+    # asserted (a faster or slower machine changes it), only that the loop kept running.
+    assert gen.usage.output_tokens >= 2
+    assert ticks >= min(10, gen.usage.output_tokens)
 
 
 def _watch_batch(engine: Engine, done: threading.Event) -> list[int]:
@@ -280,7 +302,8 @@ def test_named_tool_call_and_streaming(engine: Engine) -> None:
     assert call.name == "get_weather" and isinstance(call.arguments["city"], str)
 
 
-def test_tool_choice_none_gives_plain_text(engine: Engine) -> None:
+def test_tool_choice_none_gives_plain_text(exact_engine: Engine) -> None:
+    engine = exact_engine
     gen = engine.generate(
         "What is the capital of France?", GenerationParams(temperature=0, tools=(MULTIPLY,), tool_choice="none")
     )
@@ -303,7 +326,7 @@ def test_earlier_tool_calls_are_rendered_like_the_model_is_asked_to_call(engine:
     assert "42" in prompt and '"name": "multiply"' in prompt.split("<|im_start|>user")[0]  # tool listed in system
 
 
-def test_json_schema_output_always_parses(engine: Engine) -> None:
+def test_json_schema_output_always_parses(engine: Engine, exact_engine: Engine) -> None:
     schema = {
         "type": "object",
         "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -315,7 +338,7 @@ def test_json_schema_output_always_parses(engine: Engine) -> None:
         )
         data = json.loads(gen.text)
         assert set(data) == {"name", "age"} and isinstance(data["age"], int)
-    gen = engine.generate(
+    gen = exact_engine.generate(
         "Alice is 30 years old.", GenerationParams(temperature=0, max_new_tokens=64, json_schema=schema)
     )
     assert json.loads(gen.text) == {"name": "Alice", "age": 30}
