@@ -40,7 +40,7 @@ from ..chat.tools import (
     validate_json_schema,
     validate_tools,
 )
-from ..errors import ContextLengthExceededError, InvalidParameterError, OpenVINOLLMError
+from ..errors import ContextLengthExceededError, GenerationTimeoutError, InvalidParameterError, OpenVINOLLMError
 from ..types import Chunk, Generation, GenerationParams, Message, ToolSpec
 from .output import Collector, OutputParser
 from .scheduler import AsyncInbox, BatchScheduler, Event
@@ -126,20 +126,28 @@ class Engine:
         params: GenerationParams | None = None,
         *,
         on_token: Callable[[str], Any] | None = None,
+        timeout: float | None = None,
     ) -> Generation:
-        """Generate a whole reply. ``on_token`` is called with each piece of text as it is produced."""
+        """Generate a whole reply. ``on_token`` is called with each piece of text as it is produced.
+
+        ``timeout`` (seconds of wall time, prompt processing included): when exceeded the request is
+        cancelled and :class:`~openvino_llm.errors.GenerationTimeoutError` (a ``TimeoutError``) raised.
+        """
         collector = Collector(on_token)
-        for chunk in self.stream(messages, params):
+        for chunk in self.stream(messages, params, timeout=timeout):
             collector.add(chunk)
         return collector.generation()
 
-    def stream(self, messages: str | Sequence[Message], params: GenerationParams | None = None) -> Iterator[Chunk]:
+    def stream(
+        self, messages: str | Sequence[Message], params: GenerationParams | None = None, *, timeout: float | None = None
+    ) -> Iterator[Chunk]:
         """Yield text chunks as they are produced; the last chunk carries finish reason, usage and timing.
 
         Bad input raises here, before anything runs; the request is submitted when iteration starts.
-        Breaking out of the loop (or closing the generator) cancels the request at once.
+        Breaking out of the loop (or closing the generator) cancels the request at once, and so does
+        passing ``timeout`` seconds since the call (``GenerationTimeoutError``).
         """
-        return self._stream_sync(self._prepare(messages, params))
+        return self._stream_sync(self._prepare(messages, params), _deadline(timeout))
 
     async def agenerate(
         self,
@@ -147,24 +155,35 @@ class Engine:
         params: GenerationParams | None = None,
         *,
         on_token: Callable[[str], Any] | None = None,
+        timeout: float | None = None,
     ) -> Generation:
         """Async twin of :meth:`generate`; never blocks the event loop."""
         collector = Collector(on_token)
-        async for chunk in self.astream(messages, params):
+        async for chunk in self.astream(messages, params, timeout=timeout):
             collector.add(chunk)
         return collector.generation()
 
     async def astream(
-        self, messages: str | Sequence[Message], params: GenerationParams | None = None
+        self, messages: str | Sequence[Message], params: GenerationParams | None = None, *, timeout: float | None = None
     ) -> AsyncIterator[Chunk]:
-        """Async twin of :meth:`stream`; cancelling the task or closing the iterator cancels the request."""
+        """Async twin of :meth:`stream`; cancelling the task, closing the iterator or passing ``timeout``
+        seconds cancels the request."""
+        deadline = _deadline(timeout)
         prep = self._prepare(messages, params)
         inbox = AsyncInbox(asyncio.get_running_loop(), self._check_alive)
         ticket = self._scheduler.submit(prep.input_ids, prep.config, inbox.put)
         out = self._output(prep)
         try:
             while not out.done:
-                for event in await inbox.drain():
+                if deadline is None:
+                    events = await inbox.drain()
+                else:
+                    try:
+                        async with asyncio.timeout(deadline[0] - time.monotonic()):
+                            events = await inbox.drain()
+                    except TimeoutError:
+                        raise self._timed_out(deadline[1]) from None
+                for event in events:
                     for chunk in out.feed(event, ticket):
                         yield chunk
         finally:
@@ -177,6 +196,10 @@ class Engine:
     def count_tokens(self, text: str) -> int:
         """Number of tokens ``text`` encodes to (no special tokens added)."""
         return int(self.tokenizer.encode(text, add_special_tokens=False).input_ids.shape[-1])
+
+    def token_ids(self, text: str) -> list[int]:
+        """The ids of the tokens ``text`` encodes to (no special tokens added)."""
+        return [int(i) for i in self.tokenizer.encode(text, add_special_tokens=False).input_ids.data[0]]
 
     def render(self, messages: str | Sequence[Message], params: GenerationParams | None = None) -> str:
         """The exact prompt text a request would be given (chat template and tool section applied)."""
@@ -206,14 +229,25 @@ class Engine:
         if not self._scheduler.alive:
             raise OpenVINOLLMError(f"The generation worker of {self.model_name} stopped; load the model again.")
 
-    def _stream_sync(self, prep: _Prepared) -> Iterator[Chunk]:
+    def _timed_out(self, timeout: float) -> GenerationTimeoutError:
+        return GenerationTimeoutError(
+            f"{self.model_name} did not finish within timeout={timeout} s, so the request was cancelled. Pass a "
+            "larger timeout (or None), fewer max_new_tokens, or a shorter prompt."
+        )
+
+    def _stream_sync(self, prep: _Prepared, deadline: tuple[float, float] | None = None) -> Iterator[Chunk]:
         events: queue.SimpleQueue[Event] = queue.SimpleQueue()
         ticket = self._scheduler.submit(prep.input_ids, prep.config, events.put)
         out = self._output(prep)
         try:
             while not out.done:
+                wait = 5.0
+                if deadline is not None:
+                    wait = min(wait, deadline[0] - time.monotonic())
+                    if wait <= 0:
+                        raise self._timed_out(deadline[1])
                 try:
-                    event = events.get(timeout=5.0)
+                    event = events.get(timeout=wait)
                 except queue.Empty:
                     self._check_alive()
                     continue
@@ -318,6 +352,15 @@ class Engine:
         except Exception as e:
             raise InvalidParameterError(f"Invalid generation parameters: {e}") from None
         return config
+
+
+def _deadline(timeout: float | None) -> tuple[float, float] | None:
+    """``(monotonic deadline, timeout)`` of a call with ``timeout`` seconds; None: no limit."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise InvalidParameterError(f"timeout must be a number of seconds > 0 (or None), got {timeout!r}.")
+    return time.monotonic() + timeout, timeout
 
 
 def _guess_context_window(base: ov_genai.GenerationConfig) -> int:
