@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..chat.tools import TOOL_CALL_OPEN, parse_tool_calls
-from ..errors import GenerationCancelledError, OpenVINOLLMError
+from ..errors import GenerationCancelledError, OutputTruncatedError
 from ..types import Chunk, Generation, Timing, ToolSpec, Usage
 from .scheduler import EndEvent, ErrorEvent, Event, TextEvent, Ticket
 
@@ -112,9 +112,10 @@ class OutputParser:
         if self._forced_tool:
             _, calls = parse_tool_calls(TOOL_CALL_OPEN + "\n" + text, self._tools)
             if not calls:
-                raise OpenVINOLLMError(
+                raise OutputTruncatedError(
                     f"The model did not finish its constrained tool call within max_new_tokens "
-                    f"({self._max_new_tokens}); raise max_new_tokens. Output so far: {text!r:.200}"
+                    f"({self._max_new_tokens}); raise max_new_tokens. Output so far: {text!r:.200}",
+                    text,
                 )
             text = ""
         elif self._tools:
