@@ -178,6 +178,9 @@ class GenerationParams:
     - ``chat_template_kwargs``: extra variables for the chat template.
     - ``tool_format``: the tool-call family (``"hermes"``, ``"qwen3"``, ``"llama3_json"``, ...)
       instead of the one detected from the chat template.
+    - ``num_assistant_tokens`` / ``assistant_confidence_threshold``: speculative decoding per request
+      (tokens proposed per step, or propose while the draft model is at least this confident), on an
+      engine loaded with ``draft_model=`` or ``prompt_lookup=True``; ``None``: the engine's setting.
     """
 
     max_new_tokens: int | None = None
@@ -197,6 +200,8 @@ class GenerationParams:
     reasoning: bool | None = None
     chat_template_kwargs: dict[str, Any] | None = None
     tool_format: str | None = None
+    num_assistant_tokens: int | None = None
+    assistant_confidence_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_new_tokens is not None:
@@ -234,6 +239,12 @@ class GenerationParams:
             )
         if self.tool_format is not None and not isinstance(self.tool_format, str):
             raise InvalidParameterError(f"tool_format must be a family name (a string), got {self.tool_format!r}.")
+        n = self.num_assistant_tokens
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise InvalidParameterError(f"num_assistant_tokens must be an int >= 1, got {n!r}.")
+        _check_range("assistant_confidence_threshold", self.assistant_confidence_threshold, 0.0, 1.0, lo_open=True)
+        if n is not None and self.assistant_confidence_threshold is not None:
+            raise InvalidParameterError("Pass num_assistant_tokens or assistant_confidence_threshold, not both.")
         if self.json_schema is not None and not isinstance(self.json_schema, dict):
             raise InvalidParameterError(
                 f"json_schema must be a JSON schema dict, got {type(self.json_schema).__name__}."

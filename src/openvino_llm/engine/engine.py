@@ -44,6 +44,7 @@ from ..errors import ContextLengthExceededError, GenerationTimeoutError, Invalid
 from ..types import Chunk, Generation, GenerationParams, Message, ToolSpec
 from .output import Collector, OutputParser
 from .scheduler import AsyncInbox, BatchScheduler, Event
+from .speculative import Speculation, check_request_knobs, check_same_tokenizer, make_speculation
 
 log = logging.getLogger("openvino_llm")
 
@@ -87,20 +88,25 @@ class Engine:
         context_window: int | None = None,
         scheduler_config: Mapping[str, Any] | None = None,
         backend: Backend = "auto",
+        speculation: Speculation | None = None,
     ) -> None:
         t0 = time.perf_counter()
         self.model_name = name
         self.device = device
         self.path = path
         self.backend: str = "genai"
+        #: speculative decoding (draft model or prompt lookup) of every request; None: none
+        self.speculation = speculation
         if backend == "optimum":
             self._scheduler, self.tokenizer, base = _load_optimum(path, device, properties)
             self.backend = "optimum"
         else:
             try:
-                self._scheduler, self.tokenizer, base = _load_genai(path, device, properties, scheduler_config, name)
+                self._scheduler, self.tokenizer, base = _load_genai(
+                    path, device, properties, scheduler_config, name, speculation
+                )
             except OpenVINOLLMError as e:
-                if backend != "auto" or not (path.is_dir() and (path / "config.json").exists()):
+                if backend != "auto" or speculation or not (path.is_dir() and (path / "config.json").exists()):
                     raise
                 log.warning("openvino-genai cannot load %s (%s); falling back to the optimum backend.", name, e)
                 self._scheduler, self.tokenizer, base = _load_optimum(path, device, properties)
@@ -347,6 +353,9 @@ class Engine:
         if params.stop:
             config.stop_strings = set(params.stop)
             config.include_stop_str_in_output = True  # we cut on text ourselves, across token boundaries
+        check_request_knobs(self.speculation, params.num_assistant_tokens, params.assistant_confidence_threshold)
+        if self.speculation is not None:
+            self.speculation.apply(config, params.num_assistant_tokens, params.assistant_confidence_threshold)
         try:
             config.validate()
         except Exception as e:
@@ -373,7 +382,12 @@ def _guess_context_window(base: ov_genai.GenerationConfig) -> int:
 
 
 def _load_genai(
-    path: Path, device: str, properties: Mapping[str, Any], scheduler_config: Mapping[str, Any] | None, name: str
+    path: Path,
+    device: str,
+    properties: Mapping[str, Any],
+    scheduler_config: Mapping[str, Any] | None,
+    name: str,
+    speculation: Speculation | None = None,
 ) -> tuple[BatchScheduler, ov_genai.Tokenizer, ov_genai.GenerationConfig]:
     # openvino-genai's own LLMPipeline defaults on CPU ("latency oriented"): a prompt is prefilled in one
     # step, and the KV cache of a prefix seen before (the system prompt, a chat's earlier turns) is reused
@@ -388,14 +402,15 @@ def _load_genai(
         setattr(sc, key, value)
     try:
         try:
-            pipe = ov_genai.ContinuousBatchingPipeline(str(path), sc, device, dict(properties))
+            extra = speculation.pipeline_properties() if speculation else {}  # draft_model(...) / prompt_lookup
+            pipe = ov_genai.ContinuousBatchingPipeline(str(path), sc, device, {**properties, **extra})
         except Exception as e:
             if "CACHE_DIR" not in properties:
                 raise
             # another process may be writing the same compiled blob: load once without the cache
             log.warning("loading %s with the compiled-model cache failed (%s); retrying without it", name, e)
             uncached = {k: v for k, v in properties.items() if k != "CACHE_DIR"}
-            pipe = ov_genai.ContinuousBatchingPipeline(str(path), sc, device, uncached)
+            pipe = ov_genai.ContinuousBatchingPipeline(str(path), sc, device, {**uncached, **extra})
     except Exception as e:
         raise OpenVINOLLMError(
             f"openvino-genai could not load {path} on {device}. Check that it is an LLM in OpenVINO IR or GGUF "
@@ -433,6 +448,13 @@ def load_engine(
     cache_dir: str | Path | None = None,
     scheduler_config: Mapping[str, Any] | None = None,
     trust_remote_code: bool = False,
+    draft_model: str | Path | None = None,
+    draft_device: str | None = None,
+    draft_ov_config: Mapping[str, Any] | None = None,
+    prompt_lookup: bool = False,
+    num_assistant_tokens: int | None = None,
+    assistant_confidence_threshold: float | None = None,
+    max_ngram_size: int | None = None,
     **export_options: Any,
 ) -> Engine:
     """Resolve ``model`` (IR folder, .gguf, HF folder, hub id, or None for the default), load it once.
@@ -440,6 +462,13 @@ def load_engine(
     Objects asking for the same model, device, backend and options share one :class:`Engine`.
     ``export_options`` (``group_size``, ``ratio``, ``sym``, ``awq``, ``scale_estimation``,
     ``dataset``) tune weight compression when the model is exported.
+
+    Speculative decoding (genai backend; greedy output stays the same): ``draft_model`` (any model
+    reference, of the same tokenizer family) on ``draft_device`` (default: ``device``) with
+    ``draft_ov_config`` (default: ``ov_config``) proposes ``num_assistant_tokens`` tokens per step
+    (default 5), or as many as it is ``assistant_confidence_threshold``-confident of; or
+    ``prompt_lookup=True`` copies them from the prompt (``max_ngram_size``, default 3). Requests may
+    override both knobs (:class:`~openvino_llm.types.GenerationParams`).
     """
     from ..devices import check_device, compile_properties
     from ..models import resolve_model
@@ -448,6 +477,20 @@ def load_engine(
         raise InvalidParameterError(f"backend={backend!r} is unknown; use 'auto', 'genai' or 'optimum'.")
     device = check_device(device)
     properties = compile_properties(ov_config, cache_dir)
+    speculation = make_speculation(
+        draft=draft_model is not None,
+        prompt_lookup=prompt_lookup,
+        num_assistant_tokens=num_assistant_tokens,
+        assistant_confidence_threshold=assistant_confidence_threshold,
+        max_ngram_size=max_ngram_size,
+    )
+    if speculation is not None and backend == "optimum":
+        raise InvalidParameterError("Speculative decoding runs on openvino-genai: use backend='auto' or 'genai'.")
+    if draft_model is None and (draft_device is not None or draft_ov_config is not None):
+        raise InvalidParameterError("draft_device / draft_ov_config need a draft_model.")
+    if draft_model is not None:
+        draft_device = check_device(draft_device) if draft_device is not None else device
+        draft_properties = compile_properties(ov_config if draft_ov_config is None else draft_ov_config, cache_dir)
     compression = None
     if weight_format is not None or export_options:
         from ..models import CompressionOptions
@@ -460,16 +503,22 @@ def load_engine(
         cache_dir=cache_dir,
         trust_remote_code=trust_remote_code,
     )
+    if speculation is not None and draft_model is not None:
+        draft = resolve_model(draft_model, cache_dir=cache_dir, trust_remote_code=trust_remote_code)
+        speculation = speculation.with_draft(draft.path, draft.name, draft_device or device, draft_properties)
     key = (
         str(resolved.path),
         device,
         backend,
         json.dumps(properties, sort_keys=True, default=str),
         json.dumps(dict(scheduler_config or {}), sort_keys=True, default=str),
+        speculation.key() if speculation else "",
     )
     with _engines_lock:
         engine = _engines.get(key)
         if engine is None:
+            if speculation is not None and speculation.draft_path is not None:  # before compiling anything
+                check_same_tokenizer(resolved.path, speculation.draft_path, resolved.name, speculation.draft_name or "")
             context = None
             try:
                 from ..models import read_model_config
@@ -485,6 +534,7 @@ def load_engine(
                 context_window=context,
                 scheduler_config=scheduler_config,
                 backend=backend,
+                speculation=speculation,
             )
             _engines[key] = engine
     return engine
