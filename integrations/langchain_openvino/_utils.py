@@ -27,8 +27,8 @@ from langchain_core.utils.function_calling import convert_to_json_schema, conver
 from langchain_core.utils.pydantic import is_basemodel_subclass
 from typing_extensions import is_typeddict
 
-from openvino_llm.errors import InvalidParameterError
 from openvino_llm.chat.tools import check_tool_choice, validate_json_schema
+from openvino_llm.errors import InvalidParameterError
 from openvino_llm.types import Chunk, Generation, Message, ToolSpec
 
 PROVIDER = "openvino"

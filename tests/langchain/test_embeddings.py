@@ -13,8 +13,8 @@ from langchain_tests.integration_tests import EmbeddingsIntegrationTests
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from langchain_openvino import OpenVINOEmbeddings
-from openvino_llm.retrieval.embeddings import EmbeddingModel
 from openvino_llm.errors import InvalidParameterError
+from openvino_llm.retrieval.embeddings import EmbeddingModel
 
 TEXTS = [
     "Paris is the capital and largest city of France.",

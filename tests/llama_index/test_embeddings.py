@@ -10,8 +10,8 @@ from llama_index.core import Document, VectorStoreIndex
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler
 
 from llama_index_openvino import OpenVINOEmbedding
-from openvino_llm.retrieval.embeddings import EmbeddingModel
 from openvino_llm.errors import InvalidParameterError
+from openvino_llm.retrieval.embeddings import EmbeddingModel
 
 DOCS = [
     "The Eiffel Tower in Paris was finished in 1889 and is 330 metres tall.",
