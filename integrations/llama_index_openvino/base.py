@@ -222,6 +222,14 @@ class OpenVINO(FunctionCallingLLM):
     cache_dir: str | None = Field(
         default=None, description="openvino-llm cache folder (exports, compiled models); None = the default."
     )
+    draft_model: str | None = Field(
+        default=None,
+        description="Speculative decoding: a smaller model of the same family (same tokenizer) proposes tokens "
+        "that the model checks (greedy output unchanged); any reference ``model`` accepts.",
+    )
+    prompt_lookup: bool = Field(
+        default=False, description="Speculative decoding without a draft: proposals copied from the prompt."
+    )
     max_new_tokens: int = Field(default=256, ge=1, description="Maximum number of tokens to generate.")
     temperature: float | None = Field(
         default=None, ge=0.0, le=100.0, description="Sampling temperature; 0 = greedy; None = the model's default."
@@ -239,7 +247,7 @@ class OpenVINO(FunctionCallingLLM):
 
     _engine: Engine = PrivateAttr()
 
-    @field_validator("model", "cache_dir", mode="before")
+    @field_validator("model", "cache_dir", "draft_model", mode="before")
     @classmethod
     def _path_to_str(cls, value: Any) -> Any:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
@@ -254,6 +262,8 @@ class OpenVINO(FunctionCallingLLM):
             ov_config=self.ov_config,
             backend=self.backend,
             cache_dir=self.cache_dir,
+            draft_model=self.draft_model,
+            prompt_lookup=self.prompt_lookup,
         )
         if self.context_window is None:
             self.context_window = self._engine.context_window
