@@ -31,15 +31,10 @@ from typing import Any, Literal
 
 import openvino_genai as ov_genai
 
+from ..chat.families import ToolFamily
+from ..chat.reasoning import THINK_CLOSE, ReasoningTags, starts_inside
 from ..chat.render import ChatRenderer, normalize_messages
-from ..chat.tools import (
-    TOOL_CALL_OPEN,
-    TOOL_RESPONSE_CLOSE,
-    check_tool_choice,
-    tool_call_schema,
-    validate_json_schema,
-    validate_tools,
-)
+from ..chat.tools import TOOL_RESPONSE_CLOSE, check_tool_choice, validate_json_schema, validate_tools
 from ..errors import ContextLengthExceededError, GenerationTimeoutError, InvalidParameterError, OpenVINOLLMError
 from ..types import Chunk, Generation, GenerationParams, Message, ToolSpec
 from .output import Collector, OutputParser
@@ -64,6 +59,21 @@ class _Prepared:
     stop: tuple[str, ...]
     tools: tuple[ToolSpec, ...]
     forced_tool: bool
+    family: ToolFamily | None = None
+    parallel_tool_calls: bool = True
+    reasoning: ReasoningTags | None = None
+    reasoning_inside: bool = False
+
+
+@dataclass(frozen=True)
+class _Rendered:
+    """The prompt of a request and what rendering decided about tools and reasoning."""
+
+    prompt: str
+    tools: tuple[ToolSpec, ...]
+    choice: str | None
+    family: ToolFamily
+    reasoning_inside: bool
 
 
 class Engine:
@@ -209,7 +219,7 @@ class Engine:
 
     def render(self, messages: str | Sequence[Message], params: GenerationParams | None = None) -> str:
         """The exact prompt text a request would be given (chat template and tool section applied)."""
-        return self._render(normalize_messages(messages), params or GenerationParams())[0]
+        return self._render(normalize_messages(messages), params or GenerationParams()).prompt
 
     @property
     def active_requests(self) -> int:
@@ -229,6 +239,10 @@ class Engine:
             max_new_tokens=prep.config.max_new_tokens,
             model_name=self.model_name,
             load_ms=self.load_ms,
+            family=prep.family,
+            parallel_tool_calls=prep.parallel_tool_calls,
+            reasoning=prep.reasoning,
+            reasoning_inside=prep.reasoning_inside,
         )
 
     def _check_alive(self) -> None:
@@ -262,23 +276,33 @@ class Engine:
             if not out.done:
                 ticket.cancel()
 
-    def _render(
-        self, messages: list[Message], params: GenerationParams
-    ) -> tuple[str, tuple[ToolSpec, ...], str | None]:
+    def _render(self, messages: list[Message], params: GenerationParams) -> _Rendered:
         tools = validate_tools(params.tools)
         choice = check_tool_choice(params.tool_choice, tools)
         if choice == "none":
             tools = ()
         forced = choice not in (None, "auto", "none")
-        prompt = self._renderer.render(messages, tools, prefill=TOOL_CALL_OPEN + "\n" if forced else "")
-        return prompt, tools, choice
+        family = self._renderer.family_for(params.tool_format)
+        extra = dict(params.chat_template_kwargs or {})
+        if params.reasoning is not None:
+            extra.setdefault("enable_thinking", params.reasoning)
+        prompt = self._renderer.render(messages, tools, family=family, extra_context=extra)
+        inside = self._renderer.reasons and starts_inside(prompt)
+        if inside and (forced or params.reasoning is False):  # the template opened <think>: close it at once
+            prompt += THINK_CLOSE + "\n\n"
+            inside = False
+        if forced:
+            prompt += family.forced_prefill()
+        return _Rendered(prompt, tools, choice, family, inside)
 
     def _prepare(self, messages: str | Sequence[Message], params: GenerationParams | None) -> _Prepared:
         params = params or GenerationParams()
         if not isinstance(params, GenerationParams):
             raise InvalidParameterError(f"params must be a GenerationParams, got {type(params).__name__}.")
         messages = normalize_messages(messages)
-        prompt, tools, choice = self._render(messages, params)
+        rendered = self._render(messages, params)
+        prompt, tools, choice, family = rendered.prompt, rendered.tools, rendered.choice, rendered.family
+        parallel = params.parallel_tool_calls is not False
         if params.json_schema is not None:
             validate_json_schema(params.json_schema)
             if tools and choice != "none":
@@ -296,15 +320,10 @@ class Engine:
         config = self._config(params, room)
         forced = choice not in (None, "auto", "none")
         if forced:
-            schema = tool_call_schema(tools, only=None if choice == "required" else choice)
-            config.structured_output_config = ov_genai.StructuredOutputConfig(json_schema=json.dumps(schema))
-        elif tools:
-            tag = ov_genai.StructuralTagItem(
-                begin=TOOL_CALL_OPEN, schema=json.dumps(tool_call_schema(tools)), end="</tool_call>"
-            )
-            config.structured_output_config = ov_genai.StructuredOutputConfig(
-                structural_tags_config=ov_genai.StructuralTagsConfig(structural_tags=[tag], triggers=[TOOL_CALL_OPEN])
-            )
+            only = None if choice == "required" else choice
+            config.structured_output_config = family.forced_config(tools, only, parallel=parallel)
+        elif tools:  # free text, but a call that opens is constrained to the tools' schemas
+            config.structured_output_config = family.guided_config(tools, parallel=parallel)
         elif params.json_schema is not None:
             config.structured_output_config = ov_genai.StructuredOutputConfig(
                 json_schema=json.dumps(params.json_schema)
@@ -314,7 +333,8 @@ class Engine:
             stop = (*stop, TOOL_RESPONSE_CLOSE)  # small models echo the result's closing tag: end there
             config.stop_strings = set(stop)
             config.include_stop_str_in_output = True
-        return _Prepared(input_ids, config, stop, tools, forced)
+        reasoning = ReasoningTags() if self._renderer.reasons else None
+        return _Prepared(input_ids, config, stop, tools, forced, family, parallel, reasoning, rendered.reasoning_inside)
 
     def _config(self, params: GenerationParams, room: int) -> ov_genai.GenerationConfig:
         base = self._base_config

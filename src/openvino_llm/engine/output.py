@@ -3,8 +3,10 @@
 
 :class:`OutputParser` is the per-request state machine between the scheduler's events
 (:mod:`~openvino_llm.engine.scheduler`) and the caller: stop strings are cut on text (across token
-boundaries), text that may open a tool call is held back until it is known not to, tool-call markup
-is parsed into ``tool_calls``, and the last chunk carries finish reason, usage and timing.
+boundaries), reasoning (``<think>`` blocks) goes to ``Chunk.reasoning`` as it is produced, text that
+may open a tool call is held back until it is known not to, tool calls stream as
+``tool_call_deltas`` (name first, then argument text) and are parsed by the model's family into
+``tool_calls``, and the last chunk carries finish reason, usage and timing.
 :class:`Collector` joins a stream's chunks into one ``Generation`` (``generate`` over ``stream``).
 """
 
@@ -13,19 +15,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..chat.tools import TOOL_CALL_OPEN, parse_tool_calls
+from ..chat.families import HermesFamily, ToolFamily
+from ..chat.families.stream import ToolCallStream
+from ..chat.reasoning import ReasoningSplitter, ReasoningTags
 from ..errors import GenerationCancelledError, OutputTruncatedError
-from ..types import Chunk, Generation, Timing, ToolSpec, Usage
+from ..types import Chunk, Generation, Timing, ToolCallDelta, ToolSpec, Usage
 from .scheduler import EndEvent, ErrorEvent, Event, TextEvent, Ticket
 
 
 class OutputParser:
     """Turns one request's scheduler events into Chunks: stop strings, tool-call markup, usage, timing.
 
-    Text that might be the start of a stop string or of ``<tool_call>`` is held back until it is
-    known not to be; a stop string ends the request (it is not part of the output); tool-call markup
-    is never emitted as text but parsed into ``tool_calls`` on the final chunk. With
-    ``forced_tool`` the whole output is the body of one tool call (the prompt opened it).
+    Text that might be the start of a stop string or of a call marker of ``family`` is held back
+    until it is known not to be; a stop string ends the request (it is not part of the output);
+    tool-call markup is never emitted as text but streamed as ``tool_call_deltas`` and parsed into
+    ``tool_calls`` on the final chunk. With ``forced_tool`` the whole output is the call(s), after
+    the family's ``forced_prefill`` (which the prompt ended with). With ``reasoning`` tags, a
+    leading reasoning block (or, with ``reasoning_inside``, the output up to the closing tag) goes
+    to ``Chunk.reasoning``; stop strings and tool calls apply to the content after it.
 
     Example (events as the scheduler sends them)::
 
@@ -44,6 +51,10 @@ class OutputParser:
         max_new_tokens: int = 0,
         model_name: str = "",
         load_ms: float = 0.0,
+        family: ToolFamily | None = None,
+        parallel_tool_calls: bool = True,
+        reasoning: ReasoningTags | None = None,
+        reasoning_inside: bool = False,
     ) -> None:
         self._stop = stop
         self._tools = tools
@@ -51,10 +62,16 @@ class OutputParser:
         self._max_new_tokens = max_new_tokens
         self._model_name = model_name
         self._load_ms = load_ms
+        self._family = family or HermesFamily()
+        self._parallel = parallel_tool_calls
+        self._prefill = self._family.forced_prefill() if forced_tool else ""
+        self._calls = ToolCallStream(self._family, tools) if tools else None
+        self._splitter = ReasoningSplitter(reasoning, inside=reasoning_inside) if reasoning else None
+        self._reasoning: list[str] = []  # reasoning not yet handed out in a chunk
         self._acc = ""
         self._emitted = 0
         self._stopped = False  # a stop string was found
-        self._markers = stop + ((TOOL_CALL_OPEN,) if tools and not forced_tool else ())
+        self._markers = stop
         #: True once the request has ended (its final chunk was produced or its error raised)
         self.done = False
 
@@ -66,11 +83,18 @@ class OutputParser:
         if isinstance(event, TextEvent):
             if self._stopped:
                 return
-            text = self._on_text(event.text)
+            delta = event.text
+            if self._splitter is not None:
+                reasoning, delta = self._splitter.feed(delta)
+                if reasoning:
+                    self._reasoning.append(reasoning)
+            text, calls = self._on_text(delta) if delta else ("", [])
             if self._stopped:
                 ticket.cancel()
-            if text:
-                yield Chunk(text=text, model_name=self._model_name)
+            reasoning = "".join(self._reasoning)
+            self._reasoning.clear()
+            if text or calls or reasoning:
+                yield Chunk(text=text, model_name=self._model_name, reasoning=reasoning, tool_call_deltas=calls)
             return
         assert isinstance(event, EndEvent)
         self.done = True
@@ -81,10 +105,11 @@ class OutputParser:
             )
         yield self._final(event)
 
-    def _on_text(self, delta: str) -> str:
+    def _on_text(self, delta: str) -> tuple[str, list[ToolCallDelta]]:
         self._acc += delta
         if self._forced_tool:
-            return ""
+            assert self._calls is not None
+            return "", self._calls.update(self._prefill + self._acc)
         if self._stop:
             start = max(0, self._emitted - max(map(len, self._stop)))
             hits = [i for i in (self._acc.find(s, start) for s in self._stop) if i >= 0]
@@ -92,25 +117,37 @@ class OutputParser:
                 self._acc = self._acc[: min(hits)]
                 self._stopped = True
         limit = len(self._acc)
-        if self._tools:
-            at = self._acc.find(TOOL_CALL_OPEN)
+        calls: list[ToolCallDelta] = []
+        if self._calls is not None:
+            at = self._family.find_marker(self._acc)
             if at >= 0:
                 limit = at
-            elif self._emitted == 0 and (not self._acc.strip() or self._acc.lstrip().startswith(("{", "["))):
+                calls = self._calls.update(self._acc[at:])
+            elif self._emitted == 0 and (
+                not self._acc.strip() or (self._family.bare_json and self._acc.lstrip().startswith(("{", "[")))
+            ):
                 limit = 0  # leading whitespace or a bare JSON tool call: decide when more text (or the end) comes
         if not self._stopped:
-            limit = min(limit, len(self._acc) - partial_marker(self._acc, self._markers))
+            held = partial_marker(self._acc, self._markers)
+            if self._calls is not None:
+                held = max(held, self._family.pending(self._acc))
+            limit = min(limit, len(self._acc) - held)
         if limit <= self._emitted:
-            return ""
+            return "", calls
         text = self._acc[self._emitted : limit]
         self._emitted = limit
-        return text
+        return text, calls
 
     def _final(self, end: EndEvent) -> Chunk:
+        if self._splitter is not None:
+            reasoning, content = self._splitter.flush()
+            self._reasoning.append(reasoning)
+            if content and not self._stopped:
+                self._acc += content
         text = self._acc
         calls = []
         if self._forced_tool:
-            _, calls = parse_tool_calls(TOOL_CALL_OPEN + "\n" + text, self._tools)
+            _, calls = self._family.parse(self._prefill + text, self._tools)
             if not calls:
                 raise OutputTruncatedError(
                     f"The model did not finish its constrained tool call within max_new_tokens "
@@ -119,7 +156,12 @@ class OutputParser:
                 )
             text = ""
         elif self._tools:
-            text, calls = parse_tool_calls(text, self._tools)
+            text, calls = self._family.parse(text, self._tools)
+        if not self._parallel:
+            calls = calls[:1]
+        deltas: list[ToolCallDelta] = []
+        if self._calls is not None and calls:
+            calls, deltas = self._calls.finish(calls)
         rest = text[self._emitted :] if text.startswith(self._acc[: self._emitted]) else ""
         if calls:
             reason = "tool_calls"
@@ -135,6 +177,8 @@ class OutputParser:
             timing=timing,
             tool_calls=calls,
             model_name=self._model_name,
+            reasoning="".join(self._reasoning),
+            tool_call_deltas=deltas,
         )
 
 
@@ -162,6 +206,7 @@ class Collector:
     def __init__(self, on_token: Callable[[str], Any] | None = None) -> None:
         self._on_token = on_token
         self._parts: list[str] = []
+        self._reasoning: list[str] = []
         self._final: Chunk | None = None
 
     def add(self, chunk: Chunk) -> None:
@@ -170,6 +215,8 @@ class Collector:
             self._parts.append(chunk.text)
             if self._on_token is not None:
                 self._on_token(chunk.text)
+        if chunk.reasoning:
+            self._reasoning.append(chunk.reasoning)
         if chunk.is_final:
             self._final = chunk
 
@@ -184,6 +231,7 @@ class Collector:
             timing=final.timing,
             tool_calls=final.tool_calls,
             model_name=final.model_name,
+            reasoning="".join(self._reasoning),
         )
 
 

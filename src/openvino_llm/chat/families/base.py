@@ -198,6 +198,10 @@ class ToolFamily:
 
     # ---- decoding --------------------------------------------------------------------------------
 
+    def forced_prefill(self) -> str:
+        """Text put after the generation prompt when a call is forced (the output continues it)."""
+        return ""
+
     def call_tag(self, tool: ToolSpec) -> Any:
         """The structural tag of one call of ``tool`` (begin, arguments constrained to its schema, end)."""
         raise NotImplementedError

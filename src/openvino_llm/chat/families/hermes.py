@@ -46,6 +46,15 @@ class HermesFamily(ToolFamily):
         )
         return ov_genai.StructuredOutputConfig(compound_grammar=grammar)
 
+    def forced_prefill(self) -> str:
+        return TOOL_CALL_OPEN + "\n"
+
+    def forced_config(
+        self, tools: Sequence[ToolSpec], only: str | None = None, *, parallel: bool = True
+    ) -> ov_genai.StructuredOutputConfig:
+        # the prompt ends with "<tool_call>\n" (forced_prefill): the output is the call's JSON
+        return ov_genai.StructuredOutputConfig(json_schema=json.dumps(tool_call_schema(tools, only=only)))
+
     def parse(self, text: str, tools: Sequence[ToolSpec]) -> tuple[str, list[ToolCall]]:
         return parse_tool_calls(text, tools)
 

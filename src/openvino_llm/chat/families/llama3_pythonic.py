@@ -53,9 +53,18 @@ class Llama3PythonicFamily(ToolFamily):
         props = tool["parameters"].get("properties", {}) or {}
         kinds = {"string": "string", "integer": "integer", "number": "number", "boolean": "boolean",
                  "array": "list", "object": "dict"}  # fmt: skip
-        pairs = [f'"{k}=" {kinds.get(str((v or {}).get("type")), "value")}' for k, v in props.items()]
-        pair = " | ".join(f"({p})" for p in pairs)
-        kv = f'(({pair}) (", " ({pair}))*)?' if pairs else '""'
+        needed = set(tool["parameters"].get("required", []) or [])
+        pairs = [(f'"{k}=" {kinds.get(str((v or {}).get("type")), "value")}', k in needed) for k, v in props.items()]
+        # each argument once, in the schema's order (required ones first); optional ones may be left out
+        required = [p for p, needed in pairs if needed]
+        optional = [p for p, needed in pairs if not needed]
+        if required:
+            kv = ' ", " '.join(f"({p})" for p in required) + "".join(f' (", " {p})?' for p in optional)
+        elif optional:
+            starts = [f"({p})" + "".join(f' (", " {q})?' for q in optional[i + 1 :]) for i, p in enumerate(optional)]
+            kv = '"" | ' + " | ".join(f"({alt})" for alt in starts)
+        else:
+            kv = '""'
         ebnf = (
             f"root ::= {kv}\n"
             'value ::= string | number | boolean | "None" | list | dict\n'
