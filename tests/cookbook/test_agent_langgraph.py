@@ -1,4 +1,5 @@
-"""cookbook/agent_langgraph.py end to end on SmolLM2: real tool calls, the web page replayed by vcrpy."""
+"""cookbook/agent_langgraph.py end to end on the real model (Qwen2.5-Coder-0.5B): real tool calls, the web page
+replayed by vcrpy."""
 
 from __future__ import annotations
 
@@ -19,9 +20,13 @@ CASSETTES = Path(__file__).parent / "cassettes"
 replay = vcr.VCR(cassette_library_dir=str(CASSETTES), record_mode="none")
 
 
-def test_fetches_the_page_and_answers_from_it(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.real_model  # whether the answer uses the tool's result is the model's judgment: SmolLM2 cannot
+def test_fetches_the_page_and_answers_from_it(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture, real_model: str
+) -> None:
     question = "Fetch http://wiki.internal.test/kettle and tell me which port the Kettle service uses."
     argv = ["--docs", str(corpus), "--db", str(tmp_path / "db"), "--max-tokens", "64", "--question", question]
+    argv += ["--model", real_model]
     with replay.use_cassette("kettle_page.yaml") as cassette:
         assert app.main(argv) == 0
     assert cassette.play_count == 1  # the tool really made the HTTP request
@@ -32,9 +37,10 @@ def test_fetches_the_page_and_answers_from_it(corpus: Path, tmp_path: Path, caps
     assert "6123" in answer  # the port is only on the fetched page: the answer used the tool's result
 
 
-def test_calculator_call_and_result_are_reported_as_they_happen(corpus: Path, tmp_path: Path) -> None:
+@pytest.mark.real_model  # whether the answer uses the tool's result is the model's judgment: SmolLM2 cannot
+def test_calculator_call_and_result_are_reported_as_they_happen(corpus: Path, tmp_path: Path, real_model: str) -> None:
     store = rag_langchain.open_store(tmp_path / "db", OpenVINOEmbeddings())
-    agent = app.build_agent(ChatOpenVINO(max_tokens=48, temperature=0), app.default_tools(store))
+    agent = app.build_agent(ChatOpenVINO(model=real_model, max_tokens=48, temperature=0), app.default_tools(store))
     events = list(app.run(agent, "What is 1234 multiplied by 5678?"))
     kinds = [e.kind for e in events]
     assert kinds[:2] == ["tool_call", "tool_result"], kinds  # the call comes first, then its result

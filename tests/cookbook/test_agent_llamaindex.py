@@ -1,4 +1,5 @@
-"""cookbook/agent_llamaindex.py end to end on SmolLM2: a FunctionAgent's real tool calls, the page replayed by vcrpy."""
+"""cookbook/agent_llamaindex.py end to end on the real model (Qwen2.5-Coder-0.5B): a FunctionAgent's real tool
+calls, the page replayed by vcrpy."""
 
 from __future__ import annotations
 
@@ -19,9 +20,13 @@ pytestmark = pytest.mark.slow
 replay = vcr.VCR(cassette_library_dir=str(Path(__file__).parent / "cassettes"), record_mode="none")
 
 
-def test_fetches_the_page_and_answers_from_it(corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.real_model  # whether the answer uses the tool's result is the model's judgment: SmolLM2 cannot
+def test_fetches_the_page_and_answers_from_it(
+    corpus: Path, tmp_path: Path, capsys: pytest.CaptureFixture, real_model: str
+) -> None:
     question = "Fetch http://wiki.internal.test/kettle and tell me which port the Kettle service uses."
     argv = ["--docs", str(corpus), "--db", str(tmp_path / "db"), "--max-tokens", "64", "--question", question]
+    argv += ["--model", real_model]
     with replay.use_cassette("kettle_page.yaml") as cassette:
         assert app.main(argv) == 0
     assert cassette.play_count == 1  # the tool really made the HTTP request
@@ -32,10 +37,11 @@ def test_fetches_the_page_and_answers_from_it(corpus: Path, tmp_path: Path, caps
     assert "6123" in answer  # the port is only on the fetched page: the answer used the tool's result
 
 
-def test_calculator_call_and_result_are_reported_in_order(corpus: Path, tmp_path: Path) -> None:
+@pytest.mark.real_model  # whether the answer uses the tool's result is the model's judgment: SmolLM2 cannot
+def test_calculator_call_and_result_are_reported_in_order(corpus: Path, tmp_path: Path, real_model: str) -> None:
     index = rag_llamaindex.open_index(tmp_path / "db", OpenVINOEmbedding())
     question = "What is 17 plus 25?"
-    agent = app.build_agent(OpenVINO(max_new_tokens=48, temperature=0), index, question)
+    agent = app.build_agent(OpenVINO(model=real_model, max_new_tokens=48, temperature=0), index, question)
 
     async def collect() -> list[agent_tools.Event]:
         return [event async for event in app.run(agent, question)]
