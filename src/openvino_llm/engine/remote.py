@@ -1,0 +1,512 @@
+"""A remote engine: the local :class:`~openvino_llm.Engine`'s interface over an OpenAI-compatible server.
+
+Point it at ``openvino-llm serve`` (``http://host:8000/v1``), OpenVINO Model Server (``.../v3``) or any
+server speaking OpenAI's chat API; ``generate``/``stream``/``agenerate``/``astream`` take the same
+messages and :class:`~openvino_llm.GenerationParams` and give back the same
+:class:`~openvino_llm.Generation` / :class:`~openvino_llm.Chunk` objects (usage, tool calls, timing
+measured on the client), so code written for the local engine runs against a server unchanged.
+
+    >>> from openvino_llm.engine.remote import RemoteEngine
+    >>> engine = RemoteEngine("http://127.0.0.1:8000/v1", api_key="...", timeout=60, max_retries=2)
+    >>> engine.generate("What is the capital of France?", GenerationParams(temperature=0)).text
+
+``timeout`` bounds each HTTP read (seconds), ``max_retries`` retries a request that could not connect
+or got 429/502/503/504 (honouring ``Retry-After``) before any of its answer arrived. Closing a stream
+(or cancelling its task) closes the connection, and the server drops the request. Needs ``httpx``
+(the ``serve`` extra).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import fields
+from typing import Any
+
+from ..errors import (
+    ContextLengthExceededError,
+    InvalidParameterError,
+    ModelNotFoundError,
+    OpenVINOLLMError,
+)
+from ..types import Chunk, Generation, GenerationParams, Message, Timing, ToolCall, Usage
+
+try:
+    import httpx
+except ImportError:  # pragma: no cover - the serve extra is not installed
+    httpx = None  # type: ignore[assignment]
+
+#: Read when no ``api_key`` is given (the same variable ``openvino-llm serve`` reads).
+API_KEY_ENV = "OPENVINO_LLM_API_KEY"
+#: ``context_window`` when the server does not report one (OVMS does not).
+DEFAULT_CONTEXT_WINDOW = 2048
+_RETRY_STATUS = frozenset({429, 502, 503, 504})
+_HAS_REASONING = "reasoning" in {f.name for f in fields(Chunk)}
+
+
+class RemoteEngine:
+    """The :class:`~openvino_llm.Engine` interface over HTTP (OpenAI chat API, SSE streaming).
+
+    Args:
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (openvino-llm, vLLM) or ``.../v3`` (OVMS).
+        model: the ``model`` to ask for; by default the server's first model (``GET /models``).
+        api_key: sent as ``Authorization: Bearer``; default ``$OPENVINO_LLM_API_KEY``.
+        timeout: seconds to wait for a connection or for the next piece of an answer.
+        max_retries: retries of a request that failed to connect or got 429/502/503/504.
+        context_window: the model's context window when the server does not report it.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 2,
+        context_window: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if httpx is None:
+            raise InvalidParameterError('RemoteEngine needs httpx: pip install "openvino-llm[serve]".')
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise InvalidParameterError(
+                f"base_url must be an http(s) URL such as http://127.0.0.1:8000/v1, got {base_url!r}."
+            )
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise InvalidParameterError(f"max_retries must be an int >= 0, got {max_retries!r}.")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise InvalidParameterError(f"timeout must be a number of seconds > 0, got {timeout!r}.")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        self._headers = {"Accept": "application/json", **(headers or {})}
+        if key:
+            self._headers["Authorization"] = f"Bearer {key}"
+        self._model = model
+        self._card: dict[str, Any] | None = None
+        self._context_window = context_window
+        self._client = httpx.Client(timeout=self.timeout, headers=self._headers)
+        self._aclients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+        self.default_params = GenerationParams()
+        self.backend = "remote"
+        self.device = "remote"
+
+    def __repr__(self) -> str:
+        return f"RemoteEngine({self.base_url!r}, model={self._model!r})"
+
+    # ---- what the local engine exposes ---------------------------------------------------------
+
+    @property
+    def model_name(self) -> str:
+        """The model asked for (by default the server's first one)."""
+        if self._model is None:
+            self._model = str(self._model_card()["id"])
+        return self._model
+
+    @property
+    def context_window(self) -> int:
+        """The model's context window as the server reports it (``max_model_len``), else the constructor's."""
+        if self._context_window is None:
+            card = self._model_card()
+            value = card.get("max_model_len") or card.get("context_window")
+            self._context_window = int(value) if isinstance(value, int) and value > 0 else DEFAULT_CONTEXT_WINDOW
+        return self._context_window
+
+    @property
+    def active_requests(self) -> int:
+        return 0
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` encodes to, asked of the server (``POST /tokenize``, openvino-llm and vLLM)."""
+        if not isinstance(text, str):
+            raise InvalidParameterError(f"text must be a string, got {type(text).__name__}.")
+        root = self.base_url.rsplit("/", 1)[0] if self.base_url.endswith(("/v1", "/v3")) else self.base_url
+        response = self._send(
+            lambda: self._client.post(root + "/tokenize", json={"model": self.model_name, "prompt": text})
+        )
+        if response.status_code == 404:
+            raise OpenVINOLLMError(f"The server at {self.base_url} cannot count tokens (no /tokenize route).")
+        _raise_for_status(response, response.read())
+        return int(response.json()["count"])
+
+    def generate(
+        self,
+        messages: str | Sequence[Message],
+        params: GenerationParams | None = None,
+        *,
+        on_token: Callable[[str], Any] | None = None,
+    ) -> Generation:
+        """Generate a whole reply (streamed underneath, so ``on_token`` sees each piece)."""
+        collector = _Collector(on_token)
+        for chunk in self.stream(messages, params):
+            collector.add(chunk)
+        return collector.generation()
+
+    def stream(self, messages: str | Sequence[Message], params: GenerationParams | None = None) -> Iterator[Chunk]:
+        """Yield chunks as the server sends them; the last carries finish reason, usage, timing and tool calls."""
+        body = self._body(messages, params)
+        return self._stream_sync(body)
+
+    async def agenerate(
+        self,
+        messages: str | Sequence[Message],
+        params: GenerationParams | None = None,
+        *,
+        on_token: Callable[[str], Any] | None = None,
+    ) -> Generation:
+        """Async twin of :meth:`generate`."""
+        collector = _Collector(on_token)
+        async for chunk in self.astream(messages, params):
+            collector.add(chunk)
+        return collector.generation()
+
+    async def astream(
+        self, messages: str | Sequence[Message], params: GenerationParams | None = None
+    ) -> AsyncIterator[Chunk]:
+        """Async twin of :meth:`stream`; cancelling the task closes the connection (the server drops the request)."""
+        body = self._body(messages, params)
+        client = self._aclient()
+        url = self.base_url + "/chat/completions"
+        response = None
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await client.send(client.build_request("POST", url, json=body), stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                if attempt == self.max_retries:
+                    raise OpenVINOLLMError(f"Cannot connect to {self.base_url}: {e}") from e
+                await asyncio.sleep(_backoff(attempt, None))
+                continue
+            except httpx.TimeoutException as e:
+                raise OpenVINOLLMError(f"{self.base_url} did not answer within {self.timeout} s.") from e
+            if response.status_code in _RETRY_STATUS and attempt < self.max_retries:
+                await response.aclose()
+                await asyncio.sleep(_backoff(attempt, response.headers.get("retry-after")))
+                continue
+            break
+        assert response is not None
+        try:
+            if response.status_code >= 400:
+                _raise_for_status(response, await response.aread())
+            parser = _SSEParser(self.model_name)
+            try:
+                async for line in response.aiter_lines():
+                    for chunk in parser.feed(line):
+                        yield chunk
+                        if chunk.is_final:
+                            return
+            except httpx.TimeoutException as e:
+                raise OpenVINOLLMError(f"{self.base_url} sent nothing for {self.timeout} s.") from e
+            yield parser.end()
+        finally:
+            await response.aclose()
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+
+    # ---- internals -----------------------------------------------------------------------------
+
+    def _aclient(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._aclients.get(loop)
+            if client is None:
+                client = httpx.AsyncClient(timeout=self.timeout, headers=self._headers)
+                self._aclients[loop] = client
+            return client
+
+    def _model_card(self) -> dict[str, Any]:
+        if self._card is None:
+            response = self._send(lambda: self._client.get(self.base_url + "/models"))
+            _raise_for_status(response, response.read())
+            cards = response.json().get("data") or []
+            if not cards:
+                raise ModelNotFoundError(f"The server at {self.base_url} serves no model.")
+            wanted = self._model
+            card = next((c for c in cards if c.get("id") == wanted), None) if wanted else cards[0]
+            self._card = card or {"id": wanted}
+        return self._card
+
+    def _send(self, request: Callable[[], httpx.Response]) -> httpx.Response:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = request()
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                if attempt == self.max_retries:
+                    raise OpenVINOLLMError(f"Cannot connect to {self.base_url}: {e}") from e
+                time.sleep(_backoff(attempt, None))
+                continue
+            except httpx.TimeoutException as e:
+                raise OpenVINOLLMError(f"{self.base_url} did not answer within {self.timeout} s.") from e
+            if response.status_code in _RETRY_STATUS and attempt < self.max_retries:
+                response.close()
+                time.sleep(_backoff(attempt, response.headers.get("retry-after")))
+                continue
+            return response
+        raise AssertionError("unreachable")
+
+    def _stream_sync(self, body: dict[str, Any]) -> Iterator[Chunk]:
+        url = self.base_url + "/chat/completions"
+        response = self._send(
+            lambda: self._client.send(self._client.build_request("POST", url, json=body), stream=True)
+        )
+        try:
+            if response.status_code >= 400:
+                _raise_for_status(response, response.read())
+            parser = _SSEParser(self.model_name)
+            try:
+                for line in response.iter_lines():
+                    for chunk in parser.feed(line):
+                        yield chunk
+                        if chunk.is_final:
+                            return
+            except httpx.TimeoutException as e:
+                raise OpenVINOLLMError(f"{self.base_url} sent nothing for {self.timeout} s.") from e
+            yield parser.end()
+        finally:
+            response.close()  # closing early (break, generator closed) tells the server to drop the request
+
+    def _body(self, messages: str | Sequence[Message], params: GenerationParams | None) -> dict[str, Any]:
+        params = params or GenerationParams()
+        if not isinstance(params, GenerationParams):
+            raise InvalidParameterError(f"params must be a GenerationParams, got {type(params).__name__}.")
+        body: dict[str, Any] = {
+            "model": self.model_name,
+            "messages": openai_messages(messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        for ours, theirs in (
+            ("max_new_tokens", "max_tokens"),
+            ("temperature", "temperature"),
+            ("top_p", "top_p"),
+            ("top_k", "top_k"),
+            ("repetition_penalty", "repetition_penalty"),
+            ("presence_penalty", "presence_penalty"),
+            ("frequency_penalty", "frequency_penalty"),
+            ("seed", "seed"),
+        ):
+            value = getattr(params, ours)
+            if value is not None:
+                body[theirs] = value
+        if params.stop:
+            body["stop"] = list(params.stop)
+        if params.tools:
+            body["tools"] = [{"type": "function", "function": dict(t)} for t in params.tools]
+        choice = params.tool_choice
+        if choice in ("auto", "none", "required"):
+            body["tool_choice"] = choice
+        elif choice is not None:
+            body["tool_choice"] = {"type": "function", "function": {"name": choice}}
+        if params.json_schema is not None:
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": params.json_schema},
+            }
+        return body
+
+
+def openai_messages(messages: str | Sequence[Message]) -> list[dict[str, Any]]:
+    """The core's messages in OpenAI's chat format (tool calls with JSON-string arguments)."""
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    if not isinstance(messages, Sequence) or isinstance(messages, (bytes, dict)) or not messages:
+        raise InvalidParameterError("messages must be a string or a non-empty list of {'role', 'content'} dicts.")
+    out: list[dict[str, Any]] = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or "role" not in m:
+            raise InvalidParameterError(f"messages[{i}] must be a dict with 'role' and 'content'.")
+        msg: dict[str, Any] = {"role": m["role"], "content": m.get("content") or ""}
+        if m.get("tool_calls"):
+            msg["tool_calls"] = [
+                {
+                    "id": c.get("id") or f"call_{i}_{j}",
+                    "type": "function",
+                    "function": {
+                        "name": c["name"],
+                        "arguments": c["arguments"]
+                        if isinstance(c.get("arguments"), str)
+                        else json.dumps(c.get("arguments") or {}),
+                    },
+                }
+                for j, c in enumerate(m["tool_calls"])
+            ]
+        for key in ("tool_call_id", "name"):
+            if m.get(key):
+                msg[key] = m[key]  # type: ignore[literal-required]
+        out.append(msg)
+    return out
+
+
+class _SSEParser:
+    """OpenAI chat-completion SSE lines -> :class:`Chunk` objects, with client-side timing."""
+
+    def __init__(self, model_name: str) -> None:
+        self._model = model_name
+        self._t0 = time.perf_counter()
+        self._t_first: float | None = None
+        self._pieces = 0
+        self._finish: str | None = None
+        self._usage: Usage | None = None
+        self._calls: dict[int, dict[str, str]] = {}
+        self.done = False
+
+    def feed(self, line: str) -> list[Chunk]:
+        if not line.startswith("data:"):
+            return []
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return [self.end()]
+        try:
+            event = json.loads(data)
+        except json.JSONDecodeError as e:
+            raise OpenVINOLLMError(f"The server sent a malformed event: {data[:200]!r}") from e
+        if "error" in event:
+            err = event["error"] if isinstance(event["error"], dict) else {"message": str(event["error"])}
+            raise _error_for(400 if err.get("type") == "invalid_request_error" else 500, err)
+        if event.get("model"):
+            self._model = event["model"]
+        if event.get("usage"):
+            u = event["usage"]
+            self._usage = Usage(int(u.get("prompt_tokens") or 0), int(u.get("completion_tokens") or 0))
+        out = []
+        for choice in event.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text = delta.get("content") or ""
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+            for call in delta.get("tool_calls") or ():
+                slot = self._calls.setdefault(
+                    int(call.get("index", len(self._calls))), {"id": "", "name": "", "args": ""}
+                )
+                slot["id"] = call.get("id") or slot["id"]
+                fn = call.get("function") or {}
+                slot["name"] += fn.get("name") or ""
+                slot["args"] += fn.get("arguments") or ""
+            if choice.get("finish_reason"):
+                self._finish = choice["finish_reason"]
+            if text or reasoning:
+                if self._t_first is None:
+                    self._t_first = time.perf_counter()
+                self._pieces += 1
+                extra = {"reasoning": reasoning} if _HAS_REASONING and reasoning else {}
+                if text or extra:
+                    out.append(Chunk(text=text, model_name=self._model, **extra))
+        return out
+
+    def end(self) -> Chunk:
+        """The final chunk (also when the stream ended without ``[DONE]``)."""
+        if self.done:
+            raise OpenVINOLLMError("The server's stream ended twice.")
+        self.done = True
+        now = time.perf_counter()
+        calls = []
+        for index in sorted(self._calls):
+            slot = self._calls[index]
+            try:
+                args = json.loads(slot["args"]) if slot["args"].strip() else {}
+            except json.JSONDecodeError as e:
+                raise OpenVINOLLMError(
+                    f"The server sent tool call arguments that are not JSON: {slot['args']!r:.200}"
+                ) from e
+            calls.append(ToolCall(id=slot["id"] or f"call_{index}", name=slot["name"], arguments=args))
+        usage = self._usage or Usage(0, self._pieces)  # a server without stream usage: pieces ~ tokens
+        first = self._t_first if self._t_first is not None else now
+        ttft = (first - self._t0) * 1000
+        total = (now - self._t0) * 1000
+        decode = total - ttft
+        n = max(usage.output_tokens - 1, 0)
+        timing = Timing(
+            ttft_ms=ttft,
+            tpot_ms=decode / n if n else 0.0,
+            throughput_tps=n / (decode / 1000) if n and decode > 0 else 0.0,
+            total_ms=total,
+        )
+        finish = self._finish or "stop"
+        if calls:
+            finish = "tool_calls"
+        if finish not in ("stop", "length", "tool_calls"):
+            finish = "stop"
+        return Chunk(
+            text="",
+            finish_reason=finish,
+            usage=usage,
+            timing=timing,
+            tool_calls=calls,
+            model_name=self._model,  # type: ignore[arg-type]
+        )
+
+
+class _Collector:
+    def __init__(self, on_token: Callable[[str], Any] | None) -> None:
+        self._on_token = on_token
+        self._parts: list[str] = []
+        self._final: Chunk | None = None
+
+    def add(self, chunk: Chunk) -> None:
+        if chunk.text:
+            self._parts.append(chunk.text)
+            if self._on_token is not None:
+                self._on_token(chunk.text)
+        if chunk.is_final:
+            self._final = chunk
+
+    def generation(self) -> Generation:
+        final = self._final
+        if final is None or final.usage is None or final.timing is None:
+            raise OpenVINOLLMError("The server's stream ended without a final event.")
+        return Generation(
+            text="".join(self._parts),
+            finish_reason=final.finish_reason or "stop",
+            usage=final.usage,
+            timing=final.timing,
+            tool_calls=final.tool_calls,
+            model_name=final.model_name,
+        )
+
+
+def _backoff(attempt: int, retry_after: str | None) -> float:
+    if retry_after:
+        try:
+            return min(max(float(retry_after), 0.0), 60.0)
+        except ValueError:
+            pass
+    return min(0.5 * 2**attempt, 8.0)
+
+
+def _error_for(status: int, err: dict[str, Any]) -> OpenVINOLLMError:
+    message = str(err.get("message") or f"HTTP {status}")
+    if err.get("code") == "context_length_exceeded":
+        return ContextLengthExceededError(message)
+    if status == 404:
+        return ModelNotFoundError(message)
+    if status in (400, 413):
+        return InvalidParameterError(message)
+    if status in (401, 403):
+        return OpenVINOLLMError(f"The server refused the API key ({status}): {message}")
+    return OpenVINOLLMError(f"The server answered {status}: {message}")
+
+
+def _raise_for_status(response: httpx.Response, body: bytes) -> None:
+    if response.status_code < 400:
+        return
+    try:
+        payload = json.loads(body)
+        err = payload.get("error") if isinstance(payload, dict) else None
+        if not isinstance(err, dict):
+            err = {"message": str(err or payload)}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        err = {"message": body[:300].decode("utf-8", "replace")}
+    raise _error_for(response.status_code, err)
+
+
+__all__ = ["API_KEY_ENV", "DEFAULT_CONTEXT_WINDOW", "RemoteEngine", "openai_messages"]
