@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any, overload
 
@@ -34,7 +33,7 @@ from openvino_llm.types import Chunk, Generation, Message, ToolSpec
 PROVIDER = "openvino"
 
 # Content blocks that carry no text for the model: tool calls are sent from ``AIMessage.tool_calls``,
-# and earlier reasoning is not replayed.
+# and earlier reasoning goes back from ``additional_kwargs["reasoning_content"]``.
 _SKIPPED_BLOCKS = frozenset({"tool_use", "tool_call", "tool_call_chunk", "function_call", "thinking", "reasoning"})
 _ROLE_ALIASES = {"human": "user", "ai": "assistant", "developer": "system"}
 
@@ -78,6 +77,9 @@ def to_core_messages(messages: Sequence[BaseMessage]) -> list[Message]:
                     for tc in message.tool_calls
                 ]
                 tool_names.update({tc["id"]: tc["name"] for tc in msg["tool_calls"] if tc["id"]})
+            reasoning = message.additional_kwargs.get("reasoning_content")
+            if isinstance(reasoning, str) and reasoning:  # back to the template as it expects (or dropped)
+                msg["reasoning_content"] = reasoning
             out.append(msg)
         elif isinstance(message, ToolMessage):
             name = message.name or tool_names.get(message.tool_call_id, "")
@@ -126,24 +128,31 @@ def to_ai_message(result: Generation | Chunk) -> AIMessage | AIMessageChunk:
     """Build the LangChain message of a core result: ``Generation`` -> ``AIMessage``, ``Chunk`` -> chunk.
 
     Usage, model name, finish reason and timing go on the message of a whole generation and on the
-    final chunk of a stream only (so that adding chunks up counts them once).
+    final chunk of a stream only (so that adding chunks up counts them once). The model's reasoning
+    goes to ``additional_kwargs["reasoning_content"]`` (LangChain's ``reasoning`` content block);
+    streamed tool calls become ``tool_call_chunks`` (name first, then argument pieces, by index).
     """
+    extra = {"reasoning_content": result.reasoning} if result.reasoning else {}
     if isinstance(result, Generation):
         return AIMessage(
             content=result.text,
+            additional_kwargs=extra,
             tool_calls=[
                 {"name": tc.name, "args": tc.arguments, "id": tc.id, "type": "tool_call"} for tc in result.tool_calls
             ],
             **_metadata(result),
         )
+    chunks = [
+        {"name": d.name or None, "args": d.arguments or None, "id": d.id or None, "index": d.index,
+         "type": "tool_call_chunk"}
+        for d in result.tool_call_deltas
+    ]  # fmt: skip
     if not result.is_final:
-        return AIMessageChunk(content=result.text)
+        return AIMessageChunk(content=result.text, additional_kwargs=extra, tool_call_chunks=chunks)
     return AIMessageChunk(
         content=result.text,
-        tool_call_chunks=[
-            {"name": tc.name, "args": json.dumps(tc.arguments), "id": tc.id, "index": i, "type": "tool_call_chunk"}
-            for i, tc in enumerate(result.tool_calls)
-        ],
+        additional_kwargs=extra,
+        tool_call_chunks=chunks,
         chunk_position="last",
         **_metadata(result),
     )

@@ -6,6 +6,9 @@ are rendered, the generation prompt, and the errors the official templates raise
 9-character ids, Llama 3.1's one call per message).
 """
 
+import json
+from pathlib import Path
+
 from openvino_llm.types import ToolSpec
 
 WEATHER: ToolSpec = {
@@ -188,3 +191,22 @@ PHI4_MINI = """\
 {%- endif %}
 {%- endfor %}
 {%- if add_generation_prompt %}<|assistant|>{% endif %}"""
+
+
+def with_template(src: Path, dst: Path, template: str) -> Path:
+    """A copy of an IR folder (weights linked) with ``template`` as its chat template."""
+    import openvino as ov
+    import openvino_tokenizers  # noqa: F401  (registers the tokenizer operations)
+
+    dst.mkdir()
+    for f in src.iterdir():
+        rewritten = f.name in ("tokenizer_config.json", "chat_template.jinja") or "openvino_tokenizer" in f.name
+        if not rewritten:
+            (dst / f.name).symlink_to(f.resolve())
+    config = json.loads((src / "tokenizer_config.json").read_text())
+    (dst / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
+    (dst / "chat_template.jinja").write_text(template)
+    tokenizer = ov.Core().read_model(src / "openvino_tokenizer.xml")
+    tokenizer.set_rt_info(template, "chat_template")  # openvino-genai reads the template here first
+    ov.save_model(tokenizer, dst / "openvino_tokenizer.xml", compress_to_fp16=False)
+    return dst

@@ -10,7 +10,6 @@ block, the thinking switch, extra template variables.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -79,41 +78,6 @@ def test_parallel_and_strict_flags_are_honoured(smollm2: Engine):
         GenerationParams(parallel_tool_calls="no")  # type: ignore[arg-type]
     with pytest.raises(InvalidParameterError, match="tool_format"):
         smollm2.generate(QUESTION, GenerationParams(tools=tuple(TOOLS), tool_format="gpt5"))
-
-
-def _with_template(src: Path, dst: Path, template: str) -> Path:
-    """A copy of an IR folder (weights linked) with ``template`` as its chat template."""
-    import openvino as ov
-    import openvino_tokenizers  # noqa: F401  (registers the tokenizer operations)
-
-    dst.mkdir()
-    for f in src.iterdir():
-        rewritten = f.name in ("tokenizer_config.json", "chat_template.jinja") or "openvino_tokenizer" in f.name
-        if not rewritten:
-            (dst / f.name).symlink_to(f.resolve())
-    config = json.loads((src / "tokenizer_config.json").read_text())
-    (dst / "tokenizer_config.json").write_text(json.dumps({**config, "chat_template": template}))
-    (dst / "chat_template.jinja").write_text(template)
-    tokenizer = ov.Core().read_model(src / "openvino_tokenizer.xml")
-    tokenizer.set_rt_info(template, "chat_template")  # openvino-genai reads the template here first
-    ov.save_model(tokenizer, dst / "openvino_tokenizer.xml", compress_to_fp16=False)
-    return dst
-
-
-@pytest.fixture(scope="module")
-def templated(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
-    made: list[Engine] = []
-
-    def make(template: str) -> Engine:
-        folder = _with_template(tiny_model, tmp_path_factory.mktemp("tpl") / "model", template)
-        engine = load_engine(folder, device="CPU", ov_config=EXACT)
-        made.append(engine)
-        return engine
-
-    yield make
-    for engine in made:
-        engine.close()
-        shutil.rmtree(engine.path, ignore_errors=True)
 
 
 def test_reply_that_starts_inside_the_block_is_reasoning(templated):
