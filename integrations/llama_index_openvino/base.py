@@ -7,11 +7,14 @@ live in the core.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
-from collections.abc import AsyncGenerator, Generator, Sequence
-from contextlib import aclosing, closing
+from collections.abc import AsyncGenerator, Generator, Iterator, Sequence
+from contextlib import aclosing, closing, contextmanager
 from typing import TYPE_CHECKING, Any
 
+import llama_index.core
 from llama_index.core.base.llms.generic_utils import (
     achat_to_completion_decorator,
     astream_chat_to_completion_decorator,
@@ -47,15 +50,22 @@ from llama_index.core.llms.llm import ToolSelection
 from llama_index.core.program.utils import FlexibleModel, process_streaming_objects
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import Model, PydanticProgramMode
+from llama_index.core.utils import set_global_tokenizer
 
 from openvino_llm import Engine, GenerationParams, load_engine
-from openvino_llm.errors import InvalidParameterError
+from openvino_llm.chat.schemas import minimal_json, truncation_message
+from openvino_llm.errors import InvalidParameterError, OutputTruncatedError
 from openvino_llm.types import Chunk, Generation, Message, ToolSpec
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool
 
 dispatcher = get_dispatcher(__name__)
+log = logging.getLogger("llama_index_openvino")
+
+#: Tokens kept free beyond the chat template's own: LlamaIndex counts a prompt piece by piece (template,
+#: chunks, separators), and a text can tokenize into a few more tokens as a whole than as its pieces.
+PACKING_MARGIN = 16
 
 _ROLES: dict[MessageRole, str] = {
     MessageRole.SYSTEM: "system",
@@ -139,6 +149,85 @@ def _chat_response(text: str, result: Generation | Chunk, delta: str | None = No
 
 def _as_list(objects: Any) -> list[Any] | None:
     return None if objects is None else [objects]
+
+
+def _check_budget(engine: Engine, params: GenerationParams) -> None:
+    """``max_new_tokens`` too small for even the shortest JSON the schema allows fails before any work."""
+    schema, limit = params.json_schema, params.max_new_tokens
+    if schema is None or limit is None:
+        return
+    needed = engine.count_tokens(minimal_json(schema))
+    if needed > limit:
+        raise InvalidParameterError(
+            f"max_new_tokens={limit} cannot hold the structured output: the shortest JSON its schema allows is "
+            f"{needed} tokens. Raise max_new_tokens (or max_tokens; on the LLM or per call) well above {needed}."
+        )
+
+
+def _check_complete(params: GenerationParams, result: Generation | Chunk, text: str) -> None:
+    """A structured (JSON schema) output cut at the token limit raises, never reaching a JSON parser."""
+    if params.json_schema is not None and result.finish_reason == "length":
+        limit = params.max_new_tokens or (result.usage.output_tokens if result.usage else None)
+        raise OutputTruncatedError(truncation_message("max_new_tokens", limit, text), text)
+
+
+@contextmanager
+def _cut_call(params: GenerationParams) -> Iterator[None]:
+    """The core's cut-off forced tool call, worded for LlamaIndex (``max_new_tokens``)."""
+    try:
+        yield
+    except OutputTruncatedError as e:
+        raise OutputTruncatedError(
+            truncation_message("max_new_tokens", params.max_new_tokens, e.output), e.output
+        ) from None
+
+
+class ModelTokenizer:
+    """A LlamaIndex tokenizer (``str -> list of token ids``) that counts with the model's own tokenizer.
+
+    :class:`OpenVINO` installs one as LlamaIndex's global tokenizer (``Settings.tokenizer``) unless you
+    set your own, so that prompt packing (response synthesizers, ``PromptHelper``) and token counts
+    match what the model is given.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __call__(self, text: str) -> list[int]:
+        return self.engine.token_ids(text)
+
+    def __repr__(self) -> str:
+        return f"ModelTokenizer({self.engine.model_name!r})"
+
+
+def _is_stock_tokenizer(tokenizer: Any) -> bool:
+    """Whether ``tokenizer`` is LlamaIndex's own default (tiktoken's gpt-3.5 encoding, set on first use)."""
+    if not isinstance(tokenizer, functools.partial):
+        return False
+    encoding = getattr(tokenizer.func, "__self__", None)
+    return type(encoding).__module__.startswith("tiktoken") and getattr(encoding, "name", "") == "cl100k_base"
+
+
+def _use_model_tokenizer(engine: Engine) -> None:
+    """Make LlamaIndex count tokens with ``engine``'s tokenizer, unless the user chose a tokenizer."""
+    current = llama_index.core.global_tokenizer
+    if isinstance(current, ModelTokenizer) and current.engine is engine:
+        return
+    if current is None or _is_stock_tokenizer(current) or isinstance(current, ModelTokenizer):
+        if isinstance(current, ModelTokenizer):
+            log.warning(
+                "LlamaIndex's tokenizer was %r; it now counts with %s's tokenizer (the last OpenVINO LLM created).",
+                current,
+                engine.model_name,
+            )
+        set_global_tokenizer(ModelTokenizer(engine))
+        return
+    log.warning(
+        "LlamaIndex counts tokens with a tokenizer you set (%r), not %s's own: prompts it packs for this model "
+        "may not fit its context window. Set `Settings.tokenizer = llm.tokenizer` to count with the model's.",
+        current,
+        engine.model_name,
+    )
 
 
 class OpenVINO(FunctionCallingLLM):
@@ -230,7 +319,9 @@ class OpenVINO(FunctionCallingLLM):
     prompt_lookup: bool = Field(
         default=False, description="Speculative decoding without a draft: proposals copied from the prompt."
     )
-    max_new_tokens: int = Field(default=256, ge=1, description="Maximum number of tokens to generate.")
+    max_new_tokens: int = Field(
+        default=256, ge=1, description="Maximum number of tokens to generate; ``max_tokens`` is an alias."
+    )
     temperature: float | None = Field(
         default=None, ge=0.0, le=100.0, description="Sampling temperature; 0 = greedy; None = the model's default."
     )
@@ -242,10 +333,13 @@ class OpenVINO(FunctionCallingLLM):
     stop: list[str] | None = Field(default=None, description="Stop generating at any of these strings.")
     seed: int | None = Field(default=None, ge=0, description="Random seed for sampling.")
     context_window: int | None = Field(
-        default=None, gt=0, description="Context window in tokens; None = the model's own (from its config)."
+        default=None,
+        gt=0,
+        description="Context window in tokens (at most the model's); None = the model's own (from its config).",
     )
 
     _engine: Engine = PrivateAttr()
+    _template_tokens: int = PrivateAttr(default=0)
 
     @field_validator("model", "cache_dir", "draft_model", mode="before")
     @classmethod
@@ -253,9 +347,22 @@ class OpenVINO(FunctionCallingLLM):
         return os.fspath(value) if isinstance(value, os.PathLike) else value
 
     def __init__(self, **kwargs: Any) -> None:
+        known = set(type(self).model_fields)
+        unknown = sorted(set(kwargs) - known - {"max_tokens"})
+        if unknown:
+            raise InvalidParameterError(
+                f"OpenVINO got unknown argument(s) {unknown}; the arguments are {sorted(known)}."
+            )
+        alias = kwargs.pop("max_tokens", None)
+        if alias is not None:
+            if kwargs.get("max_new_tokens", alias) != alias:
+                raise InvalidParameterError(
+                    f"max_tokens={alias!r} and max_new_tokens={kwargs['max_new_tokens']!r} disagree: pass one of them."
+                )
+            kwargs["max_new_tokens"] = alias
         super().__init__(**kwargs)
         # Loaded after validation, so core errors (missing model, bad device...) reach the caller unchanged.
-        self._engine = load_engine(
+        engine = self._engine = load_engine(
             self.model,
             device=self.device,
             weight_format=self.weight_format,
@@ -266,7 +373,16 @@ class OpenVINO(FunctionCallingLLM):
             prompt_lookup=self.prompt_lookup,
         )
         if self.context_window is None:
-            self.context_window = self._engine.context_window
+            self.context_window = engine.context_window
+        elif self.context_window > engine.context_window:
+            raise InvalidParameterError(
+                f"context_window={self.context_window} is larger than {engine.model_name}'s own "
+                f"({engine.context_window} tokens): leave it unset or pass at most {engine.context_window}."
+            )
+        # What the chat template adds around the messages' text (roles, turn markers, generation prompt).
+        empty: list[Message] = [{"role": "system", "content": ""}, {"role": "user", "content": ""}]
+        self._template_tokens = max(engine.count_tokens(engine.render(m)) for m in (empty, empty[1:]))
+        _use_model_tokenizer(engine)
 
     @classmethod
     def class_name(cls) -> str:
@@ -278,9 +394,19 @@ class OpenVINO(FunctionCallingLLM):
         return self._engine
 
     @property
+    def tokenizer(self) -> ModelTokenizer:
+        """The model's tokenizer as LlamaIndex takes it (``Settings.tokenizer = llm.tokenizer``)."""
+        return ModelTokenizer(self._engine)
+
+    @property
     def metadata(self) -> LLMMetadata:
+        """``context_window`` is the room for the messages' text: the window less what the chat template
+        adds and a small packing margin, counted with the model's tokenizer (which this LLM installs
+        as LlamaIndex's, unless you set one). ``num_output`` is ``max_new_tokens``, so LlamaIndex
+        leaves room for the whole reply."""
+        window = (self.context_window or self._engine.context_window) - self._template_tokens - PACKING_MARGIN
         return LLMMetadata(
-            context_window=self.context_window or self._engine.context_window,
+            context_window=max(1, window),
             num_output=self.max_new_tokens,
             is_chat_model=True,
             is_function_calling_model=True,
@@ -288,7 +414,15 @@ class OpenVINO(FunctionCallingLLM):
         )
 
     def _params(self, **kwargs: Any) -> GenerationParams:
-        """This LLM's settings, overridden by per-call ``GenerationParams`` fields (unknown names raise)."""
+        """This LLM's settings, overridden by per-call ``GenerationParams`` fields (unknown names raise;
+        ``max_tokens`` is the alias of ``max_new_tokens``)."""
+        if "max_tokens" in kwargs:
+            alias = kwargs.pop("max_tokens")
+            if kwargs.get("max_new_tokens", alias) != alias:
+                raise InvalidParameterError(
+                    f"max_tokens={alias!r} and max_new_tokens={kwargs['max_new_tokens']!r} disagree: pass one of them."
+                )
+            kwargs["max_new_tokens"] = alias
         return GenerationParams(
             max_new_tokens=self.max_new_tokens,
             temperature=self.temperature,
@@ -301,39 +435,58 @@ class OpenVINO(FunctionCallingLLM):
 
     # -- chat: the four native variants ------------------------------------------------------------
 
+    def _request(
+        self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]
+    ) -> tuple[list[Message], GenerationParams]:
+        """Core messages and params of one call; bad input (or a budget too small for the schema) raises here."""
+        params = self._params(**kwargs)
+        _check_budget(self._engine, params)
+        return _to_core_messages(messages), params
+
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        result = self._engine.generate(_to_core_messages(messages), self._params(**kwargs))
+        core_messages, params = self._request(messages, kwargs)
+        with _cut_call(params):
+            result = self._engine.generate(core_messages, params)
+        _check_complete(params, result, result.text)
         return _chat_response(result.text, result)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        result = await self._engine.agenerate(_to_core_messages(messages), self._params(**kwargs))
+        core_messages, params = self._request(messages, kwargs)
+        with _cut_call(params):
+            result = await self._engine.agenerate(core_messages, params)
+        _check_complete(params, result, result.text)
         return _chat_response(result.text, result)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        core_messages, params = _to_core_messages(messages), self._params(**kwargs)
+        core_messages, params = self._request(messages, kwargs)
 
         def gen() -> ChatResponseGen:
             text = ""
-            with closing(self._engine.stream(core_messages, params)) as chunks:
+            chunks = self._engine.stream(core_messages, params)
+            with closing(chunks), _cut_call(params):
                 for chunk in chunks:
                     text += chunk.text
+                    _check_complete(params, chunk, text)
                     yield _chat_response(text, chunk, delta=chunk.text)
 
         return gen()
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        core_messages, params = _to_core_messages(messages), self._params(**kwargs)
+        core_messages, params = self._request(messages, kwargs)
 
         async def gen() -> ChatResponseAsyncGen:
             text = ""
-            async with aclosing(self._engine.astream(core_messages, params)) as chunks:
-                async for chunk in chunks:
-                    text += chunk.text
-                    yield _chat_response(text, chunk, delta=chunk.text)
+            chunks = self._engine.astream(core_messages, params)
+            async with aclosing(chunks):
+                with _cut_call(params):
+                    async for chunk in chunks:
+                        text += chunk.text
+                        _check_complete(params, chunk, text)
+                        yield _chat_response(text, chunk, delta=chunk.text)
 
         return gen()
 

@@ -27,6 +27,7 @@ from llama_index.core.instrumentation.events.llm import (
 from llama_index.core.tools import FunctionTool
 
 from llama_index_openvino import OpenVINO
+from llama_index_openvino.base import PACKING_MARGIN
 from openvino_llm import GenerationParams, load_engine
 from openvino_llm.errors import InvalidParameterError
 
@@ -190,8 +191,11 @@ def test_closing_a_stream_early_cancels_it(llm: OpenVINO) -> None:
 
 def test_metadata(llm: OpenVINO) -> None:
     meta = llm.metadata
-    assert meta.context_window == llm.context_window == llm.engine.context_window
-    assert meta.context_window >= 2048  # SmolLM2's real window (8192), not a small fallback
+    assert llm.context_window == llm.engine.context_window >= 2048  # SmolLM2's real window, not a small fallback
+    # the room for message text: the window less the chat template's own tokens and a packing margin
+    system, user = {"role": "system", "content": ""}, {"role": "user", "content": ""}
+    template = max(llm.engine.count_tokens(llm.engine.render(m)) for m in ([system, user], [user]))  # type: ignore[list-item]
+    assert meta.context_window == llm.context_window - template - PACKING_MARGIN
     assert meta.num_output == MAX_NEW_TOKENS
     assert meta.is_chat_model and meta.is_function_calling_model
     assert meta.model_name == llm.engine.model_name and meta.model_name
@@ -202,8 +206,10 @@ def test_shares_engine_and_context_window_override(llm: OpenVINO, smollm2_gguf: 
     other = OpenVINO(model=str(smollm2_gguf), device="CPU", cache_dir=str(cache_dir), context_window=512)
     assert other.engine is llm.engine
     assert load_engine(smollm2_gguf, device="CPU", cache_dir=cache_dir) is llm.engine
-    assert other.metadata.context_window == 512
-    assert llm.metadata.context_window == llm.engine.context_window  # the shared engine is unchanged
+    assert other.context_window == 512 and 400 < other.metadata.context_window < 512
+    assert llm.context_window == llm.engine.context_window  # the shared engine is unchanged
+    with pytest.raises(InvalidParameterError, match="context_window"):
+        OpenVINO(model=smollm2_gguf, device="CPU", cache_dir=cache_dir, context_window=llm.engine.context_window + 1)
 
 
 @pytest.mark.parametrize(
