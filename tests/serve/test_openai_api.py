@@ -124,8 +124,11 @@ def test_forced_tool_call(client: openai.OpenAI, tiny_engine: Engine) -> None:
         )
     )
     deltas = [tc for c in streamed for tc in (c.choices[0].delta.tool_calls or [])]
-    assert [d.function.name for d in deltas] == ["multiply"] and deltas[0].index == 0
-    assert set(json.loads(deltas[0].function.arguments)) == {"a", "b"}
+    assert {d.index for d in deltas} == {0}
+    assert deltas[0].id and deltas[0].type == "function" and deltas[0].function.name == "multiply"
+    assert all(d.id is None and d.function.name is None for d in deltas[1:])  # then argument pieces only
+    assert len(deltas) > 2  # the arguments streamed in pieces
+    assert json.loads("".join(d.function.arguments for d in deltas)) == args  # greedy: the same call
     assert streamed[-1].choices[0].finish_reason == "tool_calls"
 
 

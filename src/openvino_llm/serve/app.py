@@ -47,6 +47,7 @@ from ..errors import (
     InvalidParameterError,
     ModelNotFoundError,
     OpenVINOLLMError,
+    OutputTruncatedError,
 )
 from ..retrieval import EmbeddingModel, RerankModel
 from ..types import Chunk, GenerationParams, Message, ToolSpec
@@ -107,6 +108,8 @@ def api_error(error: BaseException) -> APIError:
         return APIError(400, str(error), code="invalid_parameter")
     if isinstance(error, ModelNotFoundError):
         return APIError(404, str(error), code="model_not_found", param="model")
+    if isinstance(error, OutputTruncatedError):
+        return APIError(400, str(error), code="output_truncated", param="max_tokens")
     if isinstance(error, GenerationCancelledError):
         return APIError(503, str(error), "server_error", "cancelled")
     if isinstance(error, OpenVINOLLMError):  # e.g. a constrained tool call cut by max_tokens: the request's limits
@@ -163,6 +166,8 @@ def to_core_messages(messages: list[ChatMessage]) -> list[Message]:
                 names[call_id] = call.function.name
                 calls.append({"id": call_id, "name": call.function.name, "arguments": args})
             msg["tool_calls"] = calls  # type: ignore[typeddict-item]
+        if role == "assistant" and m.reasoning_content:
+            msg["reasoning_content"] = m.reasoning_content
         if role == "tool":
             if m.tool_call_id:
                 msg["tool_call_id"] = m.tool_call_id
@@ -242,8 +247,19 @@ def chat_params(req: ChatCompletionRequest, limits: Limits) -> GenerationParams:
         if fmt.json_schema is None or fmt.json_schema.schema_ is None:
             raise APIError(400, "response_format json_schema needs json_schema.schema.", param="response_format")
         schema = fmt.json_schema.schema_
+    kwargs = dict(req.chat_template_kwargs or {})
+    thinking = kwargs.pop("enable_thinking", None)  # vLLM's / OVMS's switch: the core's reasoning flag
+    strict = any(t.function.strict for t in req.tools or ()) or None
     return GenerationParams(
-        **_sampling(req, max_tokens), tools=tools, tool_choice=tool_choice if tools else None, json_schema=schema
+        **_sampling(req, max_tokens),
+        tools=tools,
+        tool_choice=tool_choice if tools else None,
+        json_schema=schema,
+        parallel_tool_calls=req.parallel_tool_calls if tools else None,
+        strict=strict,
+        reasoning=thinking if isinstance(thinking, bool) else None,
+        chat_template_kwargs=kwargs or None,
+        tool_format=req.tool_format,
     )
 
 
@@ -282,6 +298,16 @@ def _tool_calls_json(chunk: Any, parallel: bool | None, *, with_index: bool = Fa
             item = {"index": i, **item}
         out.append(item)
     return out
+
+
+def _tool_call_delta_json(delta: Any) -> dict[str, Any]:
+    item: dict[str, Any] = {"index": delta.index}
+    function: dict[str, str] = {"arguments": delta.arguments}
+    if delta.id or delta.name:
+        item.update(id=delta.id, type="function")
+        function = {"name": delta.name, "arguments": delta.arguments}
+    item["function"] = function
+    return item
 
 
 def _reasoning(obj: Any) -> str:
@@ -509,8 +535,10 @@ class _Server:
                 data["usage"] = None
             return data
 
+        streamed_calls = False
+
         def render(chunk: Chunk) -> list[dict[str, Any]]:
-            nonlocal sent_role
+            nonlocal sent_role, streamed_calls
             out = []
             if not sent_role:
                 sent_role = True
@@ -520,8 +548,12 @@ class _Server:
                 out.append(frame({"reasoning_content": reasoning}))
             if chunk.text:
                 out.append(frame({"content": chunk.text}))
+            deltas = getattr(chunk, "tool_call_deltas", None) or ()
+            if deltas:  # OpenAI's shape: id, type and name first, then argument pieces, by index
+                streamed_calls = True
+                out.append(frame({"tool_calls": [_tool_call_delta_json(d) for d in deltas]}))
             if chunk.is_final:
-                calls = _tool_calls_json(chunk, parallel, with_index=True)
+                calls = [] if streamed_calls else _tool_calls_json(chunk, parallel, with_index=True)
                 if calls:
                     out.append(frame({"tool_calls": calls}))
                 out.append(frame({}, _finish(chunk.finish_reason)))

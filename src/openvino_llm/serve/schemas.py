@@ -113,6 +113,10 @@ class ChatCompletionRequest(_Sampling):
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
     top_logprobs: int | None = None
+    #: vLLM's / OVMS's extension: extra chat template variables (``enable_thinking`` switches reasoning)
+    chat_template_kwargs: dict[str, Any] | None = None
+    #: this server's extension: the tool-call family, instead of the one detected from the template
+    tool_format: str | None = None
 
 
 class CompletionRequest(_Sampling):
