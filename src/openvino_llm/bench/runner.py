@@ -24,7 +24,6 @@ import datetime as _dt
 import importlib.metadata
 import itertools
 import json
-import math
 import os
 import platform
 import resource
@@ -33,7 +32,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +39,21 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidParameterError, OpenVINOLLMError
-from ..types import GenerationParams, Message
+from ..types import Message
+from .peers import PEERS
+from .report import ratios, render_markdown, summarize, targets, write_outputs
+from .systems import (
+    OURS,
+    Runner,
+    Sample,
+    SystemContext,
+    Unavailable,
+    chat_openvino,
+    core_engine,
+    lc_messages,
+    system_label,
+    system_name,
+)
 
 SYSTEM_PROMPT = "You are a helpful assistant."
 _LONG_CONTEXT = (
@@ -75,411 +87,9 @@ PROMPTS: dict[str, list[Message]] = {
     ],
 }
 
-#: Peers measured when installed: name -> (pip package, what it runs).
-PEERS: dict[str, tuple[str, str]] = {
-    "langchain-huggingface": ("langchain-huggingface", 'HuggingFacePipeline(backend="openvino") + ChatHuggingFace'),
-    "llama-index-openvino-genai": ("llama-index-llms-openvino-genai", "OpenVINOGenAILLM.stream_chat"),
-    "llama-cpp-python": ("llama-cpp-python", "llama_cpp.Llama.create_chat_completion(stream=True)"),
-    "transformers-torch": ("transformers torch", "transformers generate on PyTorch (CPU) + TextIteratorStreamer"),
-}
-#: Our own paths, always measured (adapters only when their framework is installed).
-OURS: dict[str, str] = {
-    "genai-raw": "openvino_genai.LLMPipeline.generate + streamer (raw)",
-    "core-engine": "openvino_llm Engine.stream",
-    "langchain-stream": "ChatOpenVINO.stream",
-    "langchain-astream": "ChatOpenVINO.astream",
-    "llamaindex-stream_chat": "LlamaIndex OpenVINO.stream_chat",
-}
 QUICK_SYSTEMS = ("core-engine", "langchain-stream")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One timed request, measured from the caller's side."""
-
-    ttft_ms: float
-    total_ms: float
-    output_tokens: int
-    input_tokens: int | None = None
-    internal: dict[str, float] | None = None  # the system's own timing (openvino-genai PerfMetrics)
-    caller_cpu_ms: float = 0.0  # CPU time of the calling thread: the framework's own work per request
-    caller_cpu_ttft_ms: float = 0.0  # the same, up to the first text: request preparation
-
-    @property
-    def caller_cpu_per_token_ms(self) -> float:
-        return self.caller_cpu_ms / max(1, self.output_tokens)
-
-    @property
-    def tpot_ms(self) -> float:
-        return (self.total_ms - self.ttft_ms) / (self.output_tokens - 1) if self.output_tokens > 1 else 0.0
-
-    @property
-    def decode_tps(self) -> float:
-        return 1000.0 / self.tpot_ms if self.tpot_ms > 0 else 0.0
-
-
-@dataclass
-class _Ctx:
-    """What every system builder needs: the resolved model, device, compiled-model cache, output length."""
-
-    model_path: Path
-    model_kind: str  # "ir" | "gguf"
-    device: str
-    compiled_dir: Path
-    max_new_tokens: int
-    count_tokens: Callable[[str], int] | None = None
-    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
-    ov_config: dict[str, str] = field(default_factory=dict)
-    #: the .gguf file the model came from (also when it was re-exported to IR): what llama.cpp runs
-    source_gguf: Path | None = None
-    #: the Hugging Face checkpoint folder the model came from, if any: what transformers runs
-    source_checkpoint: Path | None = None
-
-    @property
-    def properties(self) -> dict[str, Any]:
-        return {"CACHE_DIR": str(self.compiled_dir), **self.ov_config}
-
-    def params(self) -> GenerationParams:
-        return GenerationParams(temperature=0.0, max_new_tokens=self.max_new_tokens)
-
-
-class _Unavailable(Exception):
-    """A system that cannot run here: ``status`` is "not installed" or "not applicable"."""
-
-    def __init__(self, status: str, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-
-
-Runner = Callable[[list[Message]], Sample]
-
-
-class _Clock:
-    """Caller-side timing of one streamed request."""
-
-    def __init__(self) -> None:
-        self.t0 = time.perf_counter()
-        self.cpu0 = time.thread_time()
-        self.thread = threading.get_ident()
-        self.first = 0.0
-        self.cpu_first = 0.0
-
-    def text(self, piece: str | None) -> None:
-        if piece and not self.first:
-            self.first = time.perf_counter()
-            if threading.get_ident() == self.thread:  # a streamer callback on another thread: unknown
-                self.cpu_first = time.thread_time()
-
-    def sample(
-        self, output_tokens: int, input_tokens: int | None = None, internal: dict[str, float] | None = None
-    ) -> Sample:
-        end = time.perf_counter()
-        cpu_end = time.thread_time()
-        first = self.first or end
-        cpu_ttft = ((self.cpu_first or cpu_end) - self.cpu0) * 1000
-        return Sample(
-            (first - self.t0) * 1000,
-            (end - self.t0) * 1000,
-            int(output_tokens),
-            input_tokens,
-            internal,
-            (cpu_end - self.cpu0) * 1000,
-            cpu_ttft,
-        )
-
-
-def _require(module: str, package: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as e:
-        raise _Unavailable("not installed", f"pip install {package} ({e})") from None
-
-
-# ---- our paths ------------------------------------------------------------------------------------
-
-
-def _build_genai_raw(ctx: _Ctx) -> Runner:
-    import openvino_genai as ov_genai
-
-    pipe = ov_genai.LLMPipeline(str(ctx.model_path), ctx.device, **ctx.properties)
-    config = pipe.get_generation_config()
-    config.max_new_tokens = ctx.max_new_tokens
-    config.do_sample = False
-
-    def run(messages: list[Message]) -> Sample:
-        clock = _Clock()
-
-        def on_text(text: str) -> ov_genai.StreamingStatus:
-            clock.text(text)
-            return ov_genai.StreamingStatus.RUNNING
-
-        result = pipe.generate(ov_genai.ChatHistory(list(messages)), config, on_text)
-        m = result.perf_metrics
-        internal = {
-            "ttft_ms": m.get_ttft().mean,
-            "tpot_ms": m.get_tpot().mean,
-            "throughput_tps": m.get_throughput().mean,
-        }
-        return clock.sample(m.get_num_generated_tokens(), m.get_num_input_tokens(), internal)
-
-    return run
-
-
-def _core_engine(ctx: _Ctx) -> Any:
-    from ..engine.engine import load_engine
-
-    return load_engine(ctx.model_path, device=ctx.device, ov_config=ctx.properties)
-
-
-def _build_core_engine(ctx: _Ctx) -> Runner:
-    engine = _core_engine(ctx)
-    params = ctx.params()
-
-    def run(messages: list[Message]) -> Sample:
-        clock = _Clock()
-        final = None
-        for chunk in engine.stream(messages, params):
-            clock.text(chunk.text)
-            if chunk.is_final:
-                final = chunk
-        assert final is not None and final.usage is not None and final.timing is not None
-        internal = {k: v for k, v in final.timing.as_dict().items() if k != "load_ms"}
-        return clock.sample(final.usage.output_tokens, final.usage.input_tokens, internal)
-
-    return run
-
-
-def _chat_openvino(ctx: _Ctx) -> Any:
-    mod = _require("langchain_openvino", "openvino-llm[langchain]")
-    return mod.ChatOpenVINO(
-        model=str(ctx.model_path),
-        device=ctx.device,
-        ov_config=ctx.properties,
-        temperature=0.0,
-        max_tokens=ctx.max_new_tokens,
-    )
-
-
-def _lc_messages(messages: list[Message]) -> list[tuple[str, str]]:
-    return [("human" if m["role"] == "user" else m["role"], m["content"]) for m in messages]
-
-
-def _lc_tokens(usage: Any) -> tuple[int, int | None]:
-    if not usage:
-        raise OpenVINOLLMError("ChatOpenVINO's last chunk carried no usage_metadata.")
-    return int(usage["output_tokens"]), int(usage["input_tokens"])
-
-
-def _build_langchain_stream(ctx: _Ctx) -> Runner:
-    chat = _chat_openvino(ctx)
-
-    def run(messages: list[Message]) -> Sample:
-        clock = _Clock()
-        usage = None
-        for chunk in chat.stream(_lc_messages(messages)):
-            clock.text(chunk.content)  # type: ignore[arg-type]
-            usage = chunk.usage_metadata or usage
-        return clock.sample(*_lc_tokens(usage))
-
-    return run
-
-
-def _build_langchain_astream(ctx: _Ctx) -> Runner:
-    chat = _chat_openvino(ctx)
-
-    async def one(messages: list[Message]) -> Sample:
-        clock = _Clock()
-        usage = None
-        async for chunk in chat.astream(_lc_messages(messages)):
-            clock.text(chunk.content)  # type: ignore[arg-type]
-            usage = chunk.usage_metadata or usage
-        return clock.sample(*_lc_tokens(usage))
-
-    return lambda messages: ctx.loop.run_until_complete(one(messages))
-
-
-def _build_llamaindex_stream_chat(ctx: _Ctx) -> Runner:
-    mod = _require("llama_index_openvino", "openvino-llm[llama-index]")
-    from llama_index.core.llms import ChatMessage
-
-    llm = mod.OpenVINO(
-        model=str(ctx.model_path),
-        device=ctx.device,
-        ov_config=ctx.properties,
-        temperature=0.0,
-        max_new_tokens=ctx.max_new_tokens,
-    )
-
-    def run(messages: list[Message]) -> Sample:
-        clock = _Clock()
-        last = None
-        for part in llm.stream_chat([ChatMessage(role=m["role"], content=m["content"]) for m in messages]):
-            clock.text(part.delta)
-            last = part
-        extra = last.additional_kwargs if last is not None else {}
-        if "completion_tokens" not in extra:
-            raise OpenVINOLLMError("OpenVINO.stream_chat's last response carried no completion_tokens.")
-        return clock.sample(extra["completion_tokens"], extra.get("prompt_tokens"))
-
-    return run
-
-
-# ---- peers ----------------------------------------------------------------------------------------
-
-
-def _count(ctx: _Ctx, text: str) -> int:
-    """Output tokens of a peer that does not report them: its text encoded with the model's own tokenizer."""
-    if ctx.count_tokens is None:
-        ctx.count_tokens = _core_engine(ctx).count_tokens
-    return ctx.count_tokens(text)
-
-
-def _build_langchain_huggingface(ctx: _Ctx) -> Runner:
-    lch = _require("langchain_huggingface", "langchain-huggingface")
-    if ctx.model_kind != "ir":
-        raise _Unavailable(
-            "not applicable",
-            "HuggingFacePipeline(backend='openvino') loads an OpenVINO IR / Hugging Face folder, not a GGUF file",
-        )
-    llm = lch.HuggingFacePipeline.from_model_id(
-        model_id=str(ctx.model_path),
-        task="text-generation",
-        backend="openvino",
-        model_kwargs={"device": ctx.device, "ov_config": ctx.properties},
-        pipeline_kwargs={"max_new_tokens": ctx.max_new_tokens, "do_sample": False},
-    )
-    chat = lch.ChatHuggingFace(llm=llm, model_id=str(ctx.model_path))
-
-    def run(messages: list[Message]) -> Sample:
-        clock = _Clock()
-        parts = []
-        for chunk in chat.stream(_lc_messages(messages)):
-            clock.text(chunk.content)  # type: ignore[arg-type]
-            parts.append(str(chunk.content))
-        return clock.sample(_count(ctx, "".join(parts)))
-
-    return run
-
-
-def _build_llama_index_openvino_genai(ctx: _Ctx) -> Runner:
-    mod = _require("llama_index.llms.openvino_genai", "llama-index-llms-openvino-genai")
-    from llama_index.core.llms import ChatMessage
-
-    llm = mod.OpenVINOGenAILLM(model_path=str(ctx.model_path), device=ctx.device, config=ctx.properties)
-    llm.config.max_new_tokens = ctx.max_new_tokens
-    llm.config.do_sample = False
-    llm.config.apply_chat_template = False  # it renders the chat template itself; openvino-genai would apply it again
-
-    def run(messages: list[Message]) -> Sample:
-        clock = _Clock()
-        parts = []
-        for part in llm.stream_chat([ChatMessage(role=m["role"], content=m["content"]) for m in messages]):
-            clock.text(part.delta)
-            parts.append(part.delta or "")
-        return clock.sample(_count(ctx, "".join(parts)))
-
-    return run
-
-
-def _build_llama_cpp(ctx: _Ctx) -> Runner:
-    llama_cpp = _require("llama_cpp", "llama-cpp-python")
-    gguf = ctx.source_gguf or (ctx.model_path if ctx.model_kind == "gguf" else None)
-    if gguf is None:
-        raise _Unavailable("not applicable", "llama-cpp-python runs GGUF files; MODEL is not one")
-    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=2048, n_threads=os.cpu_count(), verbose=False)
-
-    def run(messages: list[Message]) -> Sample:
-        clock = _Clock()
-        n = 0
-        for part in llm.create_chat_completion(
-            messages=list(messages),
-            max_tokens=ctx.max_new_tokens,
-            temperature=0.0,
-            stream=True,  # type: ignore[arg-type]
-        ):
-            text = part["choices"][0]["delta"].get("content")  # type: ignore[index]
-            if text:
-                clock.text(text)
-                n += 1  # llama.cpp streams one token per chunk
-        return clock.sample(n)
-
-    return run
-
-
-def _build_transformers_torch(ctx: _Ctx) -> Runner:
-    torch = _require("torch", "torch")
-    transformers = _require("transformers", "transformers")
-    if ctx.source_checkpoint is not None:
-        where: dict[str, Any] = {"pretrained_model_name_or_path": str(ctx.source_checkpoint)}
-    elif ctx.source_gguf is not None:  # transformers dequantizes a GGUF (needs the gguf package)
-        where = {"pretrained_model_name_or_path": str(ctx.source_gguf.parent), "gguf_file": ctx.source_gguf.name}
-    else:
-        raise _Unavailable("not applicable", "transformers needs the Hugging Face checkpoint or GGUF; MODEL is an IR")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(**where)
-    model = transformers.AutoModelForCausalLM.from_pretrained(**where, dtype=torch.float32)
-    model.eval()
-    torch.set_num_threads(os.cpu_count() or 1)
-    eos = model.generation_config.eos_token_id
-
-    def run(messages: list[Message]) -> Sample:
-        clock = _Clock()
-        prompt = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
-        inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
-        streamer = transformers.TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = {"max_new_tokens": ctx.max_new_tokens, "do_sample": False, "streamer": streamer}
-        worker = threading.Thread(
-            target=model.generate, kwargs={**inputs, **kwargs, "eos_token_id": eos, "pad_token_id": eos}
-        )
-        worker.start()
-        parts = []
-        for text in streamer:
-            clock.text(text)
-            parts.append(text)
-        worker.join()
-        return clock.sample(_count(ctx, "".join(parts)))
-
-    return run
-
-
-BUILDERS: dict[str, Callable[[_Ctx], Runner]] = {
-    "genai-raw": _build_genai_raw,
-    "core-engine": _build_core_engine,
-    "langchain-stream": _build_langchain_stream,
-    "langchain-astream": _build_langchain_astream,
-    "llamaindex-stream_chat": _build_llamaindex_stream_chat,
-    "langchain-huggingface": _build_langchain_huggingface,
-    "llama-index-openvino-genai": _build_llama_index_openvino_genai,
-    "llama-cpp-python": _build_llama_cpp,
-    "transformers-torch": _build_transformers_torch,
-}
-
-
-# ---- statistics -----------------------------------------------------------------------------------
-
-
-def _stats(values: Sequence[float]) -> dict[str, float]:
-    """Median and p90 (nearest rank) of ``values``."""
-    ordered = sorted(values)
-    p90 = ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
-    return {"median": round(statistics.median(ordered), 3), "p90": round(p90, 3)}
-
-
-def summarize(samples: Sequence[Sample]) -> dict[str, Any]:
-    """Median/p90 of TTFT, TPOT, decode tokens/s, end-to-end latency and output tokens of ``samples``."""
-    return {
-        "runs": len(samples),
-        "ttft_ms": _stats([s.ttft_ms for s in samples]),
-        "tpot_ms": _stats([s.tpot_ms for s in samples]),
-        "decode_tps": _stats([s.decode_tps for s in samples]),
-        "e2e_ms": _stats([s.total_ms for s in samples]),
-        "output_tokens": _stats([s.output_tokens for s in samples]),
-        "caller_cpu_per_token_ms": _stats([s.caller_cpu_per_token_ms for s in samples]),
-        "caller_cpu_ttft_ms": _stats([s.caller_cpu_ttft_ms for s in samples]),
-        "input_tokens": samples[0].input_tokens,
-        "internal": {
-            k: round(statistics.median(s.internal[k] for s in samples), 3) for k in (samples[0].internal or {})
-        },
-    }
+#: Every system by name: our paths, then the peers.
+SYSTEMS = {**OURS, **PEERS}
 
 
 # ---- the benchmark --------------------------------------------------------------------------------
@@ -553,14 +163,16 @@ def _cpu_name() -> str:
 
 def _versions() -> dict[str, str]:
     out = {}
-    for dist in ("openvino", "openvino-genai", "langchain-core", "llama-index-core", *(p for p, _ in PEERS.values())):
+    for dist in (
+        "openvino",
+        "openvino-genai",
+        "langchain-core",
+        "llama-index-core",
+        *(p for peer in PEERS.values() for p in peer.packages),
+    ):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             out[dist] = importlib.metadata.version(dist)
     return out
-
-
-def _label(name: str, fmt: str | None, n_formats: int) -> str:
-    return f"{name} [{fmt or 'default'}]" if n_formats > 1 else name
 
 
 def _probe_load(
@@ -608,7 +220,7 @@ def _peak_rss_mb() -> float:
 def _run_probe(
     system: str, model: str, kind: str, device: str, compiled_dir: str, max_new_tokens: int, ov_config: dict[str, str]
 ) -> int:
-    ctx = _Ctx(
+    ctx = SystemContext(
         Path(model),
         kind,
         device,
@@ -620,11 +232,11 @@ def _run_probe(
     )
     try:
         t0 = time.perf_counter()
-        run = BUILDERS[system](ctx)
+        run = SYSTEMS[system].build(ctx)
         load_ms = (time.perf_counter() - t0) * 1000
         ctx.count_tokens = lambda text: len(text.split())  # no second model in this process: RSS is the system's own
         sample = run(PROMPTS["short"])
-    except _Unavailable as e:
+    except Unavailable as e:
         print(json.dumps({"status": e.status, "error": str(e)}))
         return 0
     rss_mb = _peak_rss_mb()
@@ -646,8 +258,7 @@ def _load_table(opts: BenchOptions, targets: list[tuple[str, Path, str]], work: 
     rows = {label: {"system": label} for label, _, _ in targets}
     for phase in ("cold", "warm"):
         for label, path, kind in targets:
-            name = label.split(" [")[0]
-            result = _probe_load(name, path, kind, opts, work / f"compiled-{label.replace(' ', '_')}")
+            result = _probe_load(system_name(label), path, kind, opts, work / f"compiled-{label.replace(' ', '_')}")
             row = rows[label]
             if result.get("status") != "ok":
                 row.setdefault("status", result.get("status"))
@@ -673,12 +284,12 @@ async def _timed_astream(
     return ((first or end) - t0) * 1000, (end - t0) * 1000, tokens
 
 
-def _astream_fns(ctx: _Ctx, names: Sequence[str]) -> dict[str, Callable[[list[Message]], Any]]:
+def _astream_fns(ctx: SystemContext, names: Sequence[str]) -> dict[str, Callable[[list[Message]], Any]]:
     """Async streams yielding (text, output_tokens or 0), for the concurrency measurement."""
     fns: dict[str, Callable[[list[Message]], Any]] = {}
     params = ctx.params()
     if "core-engine" in names:
-        engine = _core_engine(ctx)
+        engine = core_engine(ctx)
 
         async def engine_stream(messages: list[Message]) -> Any:
             async for chunk in engine.astream(messages, params):
@@ -686,11 +297,11 @@ def _astream_fns(ctx: _Ctx, names: Sequence[str]) -> dict[str, Callable[[list[Me
 
         fns["core-engine.astream"] = engine_stream
     if any(n.startswith("langchain") for n in names):
-        with contextlib.suppress(_Unavailable):
-            chat = _chat_openvino(ctx)
+        with contextlib.suppress(Unavailable):
+            chat = chat_openvino(ctx)
 
             async def chat_stream(messages: list[Message]) -> Any:
-                async for chunk in chat.astream(_lc_messages(messages)):
+                async for chunk in chat.astream(lc_messages(messages)):
                     yield chunk.content, (chunk.usage_metadata or {}).get("output_tokens", 0)
 
             fns["ChatOpenVINO.astream"] = chat_stream
@@ -712,7 +323,7 @@ def fresh(messages: list[Message]) -> list[Message]:
     return [*head, {**last, "content": f"({number}) {last['content']}"}]  # type: ignore[typeddict-item]
 
 
-def _concurrency(ctx: _Ctx, opts: BenchOptions, names: Sequence[str]) -> list[dict[str, Any]]:
+def _concurrency(ctx: SystemContext, opts: BenchOptions, names: Sequence[str]) -> list[dict[str, Any]]:
     """N parallel astream requests on one engine against the same N one after another, interleaved."""
     fns = _astream_fns(ctx, names)
     messages = PROMPTS["short"]
@@ -772,12 +383,12 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         n_fmt = len(opts.weight_formats)
         status: dict[str, dict[str, str]] = {}
         runners: dict[str, Runner] = {}
-        ctxs: dict[str | None, _Ctx] = {}
+        ctxs: dict[str | None, SystemContext] = {}
         load_targets: list[tuple[str, Path, str]] = []
         source_gguf = _source_gguf(opts)
         source_checkpoint = _source_checkpoint(opts)
         for fmt in opts.weight_formats:
-            ctx = _Ctx(
+            ctx = SystemContext(
                 resolved[fmt].path,
                 resolved[fmt].kind,
                 opts.device,
@@ -792,9 +403,9 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             if fmt == main_fmt:
                 names += list(opts.peers)
             for name in names:
-                label = name if name in PEERS else _label(name, fmt, n_fmt)  # a peer runs once, on its own format
+                label = name if name in PEERS else system_label(name, fmt, n_fmt)  # a peer runs once, on its own format
                 try:
-                    runners[label] = BUILDERS[name](ctx)
+                    runners[label] = SYSTEMS[name].build(ctx)
                     status[label] = {"status": "ok"}
                     if name == "llama-cpp-python" and source_gguf is not None and not opts.quick:
                         load_targets.append((label, source_gguf, "gguf"))
@@ -803,7 +414,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                         load_targets.append((label, source[0], source[1]))  # type: ignore[arg-type]
                     elif name in ("genai-raw", "core-engine") or (name in PEERS and not opts.quick):
                         load_targets.append((label, ctx.model_path, ctx.model_kind))
-                except _Unavailable as e:
+                except Unavailable as e:
                     status[label] = {"status": e.status, "error": str(e)}
                 except Exception as e:  # a failing system is reported, never dropped
                     status[label] = {"status": "failed", "error": f"{type(e).__name__}: {e}"[:500]}
@@ -966,342 +577,8 @@ def command_line(opts: BenchOptions) -> str:
 
 
 def _describe(label: str) -> str:
-    name = label.split(" [")[0]
-    return OURS.get(name) or PEERS.get(name, ("", name))[1]
-
-
-# ---- ratios and targets ---------------------------------------------------------------------------
-
-
-def _name(label: str) -> str:
-    """The system name of a label (``"core-engine [int4]"`` -> ``"core-engine"``)."""
-    return label.split(" [")[0]
-
-
-def _find(rows: list[dict[str, Any]], system: str, prompt: str) -> dict[str, Any] | None:
-    return next((r for r in rows if r["system"] == system and r["prompt"] == prompt), None)
-
-
-def _delta(row: dict[str, Any], base: dict[str, Any], key: str) -> float:
-    return round(row[key]["median"] - base[key]["median"], 4)
-
-
-def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each system against raw openvino-genai (and the adapters against the core engine), per prompt."""
-    rows = results["single_stream"]
-    out = []
-    for row in rows:
-        fmt = row["system"][len(row["system"].split(" [")[0]) :]
-        name = row["system"].split(" [")[0]
-        for base_name in ("genai-raw", "core-engine"):
-            base = _find(rows, base_name + fmt, row["prompt"])
-            if base is None or name in ("genai-raw", base_name) or (base_name == "core-engine" and name in PEERS):
-                continue
-            b_tpot, tpot = base["tpot_ms"]["median"], row["tpot_ms"]["median"]
-            out.append(
-                {
-                    "system": row["system"],
-                    "baseline": base["system"],
-                    "prompt": row["prompt"],
-                    "ttft_delta_ms": round(row["ttft_ms"]["median"] - base["ttft_ms"]["median"], 2),
-                    "ttft_ratio": round(row["ttft_ms"]["median"] / base["ttft_ms"]["median"], 3)
-                    if base["ttft_ms"]["median"]
-                    else None,
-                    "decode_time_delta_pct": round((tpot / b_tpot - 1) * 100, 2) if b_tpot else None,
-                    "decode_tps_ratio": round(row["decode_tps"]["median"] / base["decode_tps"]["median"], 3)
-                    if base["decode_tps"]["median"]
-                    else None,
-                    # the calling thread's extra CPU (per token; before the first text): what a wrapper itself
-                    # costs, far less noisy than wall time. Only against the core engine: raw openvino-genai
-                    # runs inference on the calling thread too.
-                    "caller_cpu_delta_ms_per_token": _delta(row, base, "caller_cpu_per_token_ms")
-                    if base_name == "core-engine"
-                    else None,
-                    "caller_cpu_ttft_delta_ms": _delta(row, base, "caller_cpu_ttft_ms")
-                    if base_name == "core-engine"
-                    else None,
-                }
-            )
-    return out
-
-
-def _versus_llama_cpp(rows: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
-    """(our system, decode tok/s ratio, TTFT ratio) against llama-cpp-python, worst prompt, for each format."""
-    out = []
-    for row in rows:
-        if _name(row["system"]) not in ("genai-raw", "core-engine") or row["prompt"] != next(iter(PROMPTS)):
-            continue
-        pairs = [(_find(rows, row["system"], p), _find(rows, "llama-cpp-python", p)) for p in PROMPTS]
-        pairs = [(a, b) for a, b in pairs if a and b and b["decode_tps"]["median"] and b["ttft_ms"]["median"]]
-        if pairs:
-            tps = min(a["decode_tps"]["median"] / b["decode_tps"]["median"] for a, b in pairs)
-            ttft = max(a["ttft_ms"]["median"] / b["ttft_ms"]["median"] for a, b in pairs)
-            out.append((row["system"], tps, ttft))
-    return out
-
-
-def targets(results: dict[str, Any]) -> list[dict[str, str]]:
-    """The issue's targets, each "met", "missed" or "not measured" (with why) from this run's numbers."""
-    out: list[dict[str, str]] = []
-    status = {_name(s["system"]): s for s in results["systems"]}
-    rat = results["ratios"]
-
-    def add(target: str, verdict: str, detail: str) -> None:
-        out.append({"target": target, "verdict": verdict, "detail": detail})
-
-    name = "adapters add <= 2% decode time and <= 5 ms TTFT over raw openvino-genai"
-    adapters = [r for r in rat if r["baseline"].startswith("genai-raw") and r["system"].split(" [")[0] in OURS]
-    if adapters:
-        worst_pct = max(r["decode_time_delta_pct"] or 0.0 for r in adapters)
-        worst_ms = max(r["ttft_delta_ms"] for r in adapters)
-        ok = worst_pct <= 2.0 and worst_ms <= 5.0
-        add(
-            f"{name} (wall clock)",
-            "met" if ok else "missed",
-            f"worst: {worst_pct:+.1f}% decode time, {worst_ms:+.1f} ms TTFT",
-        )
-    else:
-        add(f"{name} (wall clock)", "not measured", "needs genai-raw and an adapter")
-    on_engine = [r for r in rat if r["baseline"].startswith("core-engine")]
-    raw_tpots = [r["tpot_ms"]["median"] for r in results["single_stream"] if r["system"].startswith("genai-raw")]
-    if on_engine and raw_tpots:
-        per_token = max(r["caller_cpu_delta_ms_per_token"] for r in on_engine)
-        before_first = max(r["caller_cpu_ttft_delta_ms"] for r in on_engine)
-        share = per_token / min(raw_tpots)
-        add(
-            f"{name} (the adapter layer's own CPU on the calling thread, over the core engine)",
-            "met" if share <= 0.02 and before_first <= 5.0 else "missed",
-            f"worst: {per_token:+.3f} ms/token = {share * 100:.2f}% of raw TPOT {min(raw_tpots):.1f} ms; "
-            f"{before_first:+.2f} ms before the first token",
-        )
-    else:
-        add(f"{name} (adapter CPU over the core engine)", "not measured", "needs genai-raw, core-engine and an adapter")
-
-    versus_llama = _versus_llama_cpp(results["single_stream"])
-    if versus_llama:
-        best = max(versus_llama, key=lambda v: (v[1] >= 1 and v[2] <= 1.5, v[1]))
-        add(
-            "decode tok/s >= llama-cpp-python's, TTFT <= 1.5x its",
-            "met" if best[1] >= 1 and best[2] <= 1.5 else "missed",
-            "; ".join(f"{label}/llama.cpp: decode {tps:.2f}x, TTFT {ttft:.2f}x" for label, tps, ttft in versus_llama)
-            + " (worst prompt each)",
-        )
-    else:
-        add(
-            "decode tok/s >= llama-cpp-python's, TTFT <= 1.5x its",
-            "not measured",
-            status.get("llama-cpp-python", {}).get("error", "llama-cpp-python not in --peers"),
-        )
-
-    conc = [r for r in results["concurrency"] if r["system"] == "ChatOpenVINO.astream" and r["n"] == 8]
-    if conc:
-        s = conc[0]["speedup"]
-        add(
-            "8 concurrent ChatOpenVINO.astream >= 4x aggregate tok/s of 8 sequential",
-            "met" if s >= 4 else "missed",
-            f"{s:.2f}x",
-        )
-    else:
-        add(
-            "8 concurrent ChatOpenVINO.astream >= 4x aggregate tok/s of 8 sequential",
-            "not measured",
-            "no N=8 ChatOpenVINO run",
-        )
-
-    hf_target = (
-        ">= 1.2x HuggingFacePipeline(backend='openvino') single-stream decode (ChatOpenVINO.stream vs ChatHuggingFace)"
-    )
-    rows = results["single_stream"]
-    pairs = [
-        (ours, peer)
-        for p in PROMPTS
-        for ours in [next((r for r in rows if _name(r["system"]) == "langchain-stream" and r["prompt"] == p), None)]
-        for peer in [
-            next((r for r in rows if _name(r["system"]) == "langchain-huggingface" and r["prompt"] == p), None)
-        ]
-        if ours and peer and peer["decode_tps"]["median"]
-    ]
-    if pairs:
-        x = min(a["decode_tps"]["median"] / b["decode_tps"]["median"] for a, b in pairs)
-        add(hf_target, "met" if x >= 1.2 else "missed", f"{x:.2f}x (worst prompt)")
-    else:
-        why = status.get("langchain-huggingface", {}).get("error", "needs langchain-huggingface and langchain-stream")
-        add(hf_target, "not measured", why)
-
-    fmts = results["meta"]["weight_formats"]
-    if "fp16" in fmts and "int4" in fmts:
-        sizes = results["meta"]["model_size_bytes"]
-        rows = results["single_stream"]
-        speed = [(_find(rows, "core-engine [int4]", p), _find(rows, "core-engine [fp16]", p)) for p in PROMPTS]
-        x = min(a["decode_tps"]["median"] / b["decode_tps"]["median"] for a, b in speed if a and b)
-        size = sizes["int4"] / sizes["fp16"]
-        add(
-            "int4 decodes >= 1.3x fp16, size <= 0.35x",
-            "met" if x >= 1.3 and size <= 0.35 else "missed",
-            f"decode {x:.2f}x, size {size:.2f}x",
-        )
-    else:
-        add(
-            "int4 decodes >= 1.3x fp16, size <= 0.35x",
-            "not measured",
-            "needs --weight-format fp16,int4 on a Hugging Face checkpoint or a GGUF file",
-        )
-    return out
-
-
-# ---- outputs --------------------------------------------------------------------------------------
-
-
-def _fmt(stat: dict[str, float]) -> str:
-    return f"{stat['median']:.1f} / {stat['p90']:.1f}"
-
-
-def _num(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _cell(status: Any, error: str | None) -> str:
-    text = f"{status}: {error}" if error else str(status)
-    return " ".join(text.split()).replace("|", "/")
-
-
-def render_markdown(results: dict[str, Any]) -> str:
-    """The results as markdown tables."""
-    meta = results["meta"]
-    lines = [
-        f"# openvino-llm bench: {meta['model']}",
-        "",
-        f"- Date: {meta['date']}; CPU: {meta['cpu']} ({meta['cores']} cores); device {meta['device']}; "
-        f"1-min load average at the end: {meta['load_avg_1m']}",
-        f"- Command: `{meta['command']}`",
-        f"- Model: `{meta['model_path']}` ({meta['model_kind']}), size on disk: "
-        + ", ".join(f"{k}: {v / 1e6:.1f} MB" for k, v in meta["model_size_bytes"].items()),
-        f"- Greedy, max_new_tokens={meta['max_new_tokens']}, {meta['runs']} measured run(s) after "
-        f"{meta['warmup']} warm-up, systems interleaved; values are median / p90.",
-        "- Versions: " + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
-        "",
-        "## Single stream",
-        "",
-        "| system | prompt | in tok | out tok | TTFT ms | TPOT ms | decode tok/s | end-to-end ms "
-        "| caller CPU ms/token |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in results["single_stream"]:
-        lines.append(
-            f"| {r['system']} | {r['prompt']} | {r['input_tokens'] if r['input_tokens'] is not None else '-'} | "
-            f"{r['output_tokens']['median']:.0f} | {_fmt(r['ttft_ms'])} | {_fmt(r['tpot_ms'])} | "
-            f"{_fmt(r['decode_tps'])} | {_fmt(r['e2e_ms'])} | {r['caller_cpu_per_token_ms']['median']:.3f} |"
-        )
-    lines += [
-        "",
-        "## Against the baseline (medians)",
-        "",
-        "| system | baseline | prompt | TTFT delta ms | decode time delta | decode tok/s ratio "
-        "| caller CPU delta ms/token | caller CPU delta before 1st token ms |",
-        "|---|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in results["ratios"]:
-        pct = "-" if r["decode_time_delta_pct"] is None else f"{r['decode_time_delta_pct']:+.1f}%"
-        lines.append(
-            f"| {r['system']} | {r['baseline']} | {r['prompt']} | {r['ttft_delta_ms']:+.1f} | {pct} "
-            f"| {r['decode_tps_ratio']} | {_num(r['caller_cpu_delta_ms_per_token'], '+.3f')} "
-            f"| {_num(r['caller_cpu_ttft_delta_ms'], '+.2f')} |"
-        )
-    if results["concurrency"]:
-        lines += [
-            "",
-            "## Concurrency (short prompt, N requests on one engine)",
-            "",
-            "| system | N | parallel agg tok/s | sequential agg tok/s | speedup "
-            "| TTFT ms parallel | TTFT ms sequential |",
-            "|---|---:|---:|---:|---:|---:|---:|",
-        ]
-        for r in results["concurrency"]:
-            p, s = r["parallel"], r["sequential"]
-            lines.append(
-                f"| {r['system']} | {r['n']} | {p['aggregate_tps']:.1f} | {s['aggregate_tps']:.1f} | "
-                f"{r['speedup']}x | {p['ttft_ms_median']:.0f} | {s['ttft_ms_median']:.0f} |"
-            )
-    if results["load"]:
-        lines += [
-            "",
-            "## Load time and memory (each in a fresh process)",
-            "",
-            "| system | load, empty compiled cache ms | load, warm compiled cache ms | peak RSS MB | status |",
-            "|---|---:|---:|---:|---|",
-        ]
-        for r in results["load"]:
-            lines.append(
-                f"| {r['system']} | {r.get('load_cold_ms', '-')} | {r.get('load_warm_ms', '-')} | "
-                f"{r.get('peak_rss_mb', '-')} | {_cell(r.get('status'), r.get('error'))} |"
-            )
-    lines += ["", "## Systems", "", "| system | what | status |", "|---|---|---|"]
-    for s in results["systems"]:
-        lines.append(f"| {s['system']} | {s['description']} | {_cell(s['status'], s.get('error'))} |")
-    lines += ["", "## Targets", "", "| target | verdict | detail |", "|---|---|---|"]
-    for t in results["targets"]:
-        lines.append(f"| {t['target']} | {t['verdict']} | {t['detail']} |")
-    return "\n".join(lines) + "\n"
-
-
-def render_chart(results: dict[str, Any], path: Path) -> bool:
-    """Decode tokens/s, TTFT and concurrency speedup as a PNG; False when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    rows = results["single_stream"]
-    systems = list(dict.fromkeys(r["system"] for r in rows))
-    prompts = list(PROMPTS)
-    panels = 3 if results["concurrency"] else 2
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels, 4.8))
-    width = 0.8 / max(1, len(prompts))
-    for ax, key, title in (
-        (axes[0], "decode_tps", "decode tokens/s (median)"),
-        (axes[1], "ttft_ms", "TTFT ms (median)"),
-    ):
-        for i, prompt in enumerate(prompts):
-            values = [(_find(rows, s, prompt) or {}).get(key, {}).get("median", 0.0) for s in systems]
-            ax.barh([y + i * width for y in range(len(systems))], values, height=width, label=prompt)
-        ax.set_yticks([y + width * (len(prompts) - 1) / 2 for y in range(len(systems))], systems, fontsize=8)
-        ax.invert_yaxis()
-        ax.set_title(title)
-        ax.legend(fontsize=8)
-    if results["concurrency"]:
-        ax = axes[2]
-        for label in dict.fromkeys(r["system"] for r in results["concurrency"]):
-            pts = [r for r in results["concurrency"] if r["system"] == label]
-            ax.plot(
-                [r["n"] for r in pts],
-                [r["parallel"]["aggregate_tps"] for r in pts],
-                marker="o",
-                label=f"{label} parallel",
-            )
-            ax.plot(
-                [r["n"] for r in pts],
-                [r["sequential"]["aggregate_tps"] for r in pts],
-                marker="x",
-                ls="--",
-                label=f"{label} sequential",
-            )
-        ax.set_xlabel("requests N")
-        ax.set_title("aggregate tokens/s")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{results['meta']['model']} on {results['meta']['cpu']} ({results['meta']['date']})", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
-def write_outputs(results: dict[str, Any], out: Path) -> None:
-    """Write ``bench.json``, ``bench.md`` and ``bench.png`` (when matplotlib is installed) into ``out``."""
-    results["meta"]["chart"] = render_chart(results, out / "bench.png")
-    (out / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-    (out / "bench.md").write_text(render_markdown(results))
+    name = system_name(label)
+    return SYSTEMS[name].description if name in SYSTEMS else name
 
 
 # ---- command line ---------------------------------------------------------------------------------
@@ -1415,15 +692,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
-    "PEERS",
     "PROMPTS",
+    "SYSTEMS",
     "BenchOptions",
-    "Sample",
     "build_parser",
     "command_line",
+    "fresh",
     "main",
+    "options_from_args",
     "run_bench",
-    "summarize",
+    "run_from_args",
 ]
 
 if __name__ == "__main__":
