@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
-from tests._shared import EXACT
+from tests._shared import EXACT, MULTIPLY
 
 from openvino_llm import Engine, GenerationParams, InvalidParameterError, load_engine
 
@@ -244,8 +244,15 @@ async def test_concurrent_astreams_with_lookup(lookup: Engine, expected: dict[st
 
 def test_draft_of_another_tokenizer_is_refused(tiny_model: Path, smollm2_gguf: Path) -> None:
     with pytest.raises(InvalidParameterError, match="does not share the tokenizer") as info:
-        load_engine(tiny_model, device="CPU", draft_model=smollm2_gguf)
+        load_engine(smollm2_gguf, device="CPU", draft_model=tiny_model)
     assert "same family" in str(info.value)
+
+
+def test_gguf_draft_is_refused_with_the_export_command(tiny_model: Path, smollm2_gguf: Path) -> None:
+    # openvino-genai's draft_model() reads only IR folders
+    with pytest.raises(InvalidParameterError, match="not an OpenVINO IR folder") as info:
+        load_engine(tiny_model, device="CPU", draft_model=smollm2_gguf)
+    assert "openvino-llm export" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -323,3 +330,32 @@ def test_llama_index_llm_passes_speculation_through(
         assert llm._engine is engine
         assert llm.complete(PROMPTS[1]).text == want
         assert "".join(r.delta or "" for r in llm.stream_complete(PROMPTS[1])) == want
+
+
+# ---- tools and structured output ---------------------------------------------------------------
+
+
+def test_tools_and_structured_output_with_prompt_lookup(smollm2_gguf: Path) -> None:
+    """SmolLM2's forced tool call, free answer and JSON output are the same with prompt lookup."""
+    plain = load_engine(smollm2_gguf, device="CPU", ov_config=EXACT)
+    lookup = load_engine(smollm2_gguf, device="CPU", ov_config=EXACT, prompt_lookup=True)
+    person = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+        "required": ["name", "age"],
+    }
+    greedy = GenerationParams(temperature=0, max_new_tokens=64)
+    cases = [
+        ("What is 6 times 7?", greedy.merged(tools=(MULTIPLY,), tool_choice="multiply")),
+        ("What is 6 times 7?", greedy.merged(tools=(MULTIPLY,))),
+        ("Alice is 30 years old. Give her as JSON.", greedy.merged(json_schema=person)),
+    ]
+    for prompt, params in cases:
+        want, got = plain.generate(prompt, params), lookup.generate(prompt, params)
+        calls = [(c.name, c.arguments) for c in got.tool_calls]
+        want_calls = [(c.name, c.arguments) for c in want.tool_calls]
+        assert (got.text, calls, got.finish_reason) == (want.text, want_calls, want.finish_reason)
+        assert got.usage == want.usage
+    forced = lookup.generate(*cases[0])
+    assert [(c.name, c.arguments) for c in forced.tool_calls] == [("multiply", {"a": 6, "b": 7})]
+    assert json.loads(lookup.generate(*cases[2]).text) == {"name": "Alice", "age": 30}

@@ -421,8 +421,8 @@ def _load_genai(
             )
         setattr(sc, key, value)
     try:
+        extra = speculation.pipeline_properties() if speculation else {}  # draft_model(...) / prompt_lookup
         try:
-            extra = speculation.pipeline_properties() if speculation else {}  # draft_model(...) / prompt_lookup
             pipe = ov_genai.ContinuousBatchingPipeline(str(path), sc, device, {**properties, **extra})
         except Exception as e:
             if "CACHE_DIR" not in properties:
@@ -433,11 +433,16 @@ def _load_genai(
             pipe = ov_genai.ContinuousBatchingPipeline(str(path), sc, device, {**uncached, **extra})
     except Exception as e:
         raise OpenVINOLLMError(
-            f"openvino-genai could not load {path} on {device}. Check that it is an LLM in OpenVINO IR or GGUF "
+            f"openvino-genai could not load {path} on {device}{_draft_note(speculation)}. Check that it is an LLM "
+            "in OpenVINO IR or GGUF "
             f"form for a supported architecture (or try backend='optimum'). OpenVINO said: {e}"
         ) from e
     tokenizer = pipe.get_tokenizer()
     return BatchScheduler(pipe, tokenizer, name), tokenizer, pipe.get_config()
+
+
+def _draft_note(speculation: Speculation | None) -> str:
+    return f" with the draft model {speculation.draft_path}" if speculation and speculation.draft_path else ""
 
 
 def _load_optimum(

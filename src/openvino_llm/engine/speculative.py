@@ -99,7 +99,17 @@ class Speculation:
         )
 
     def with_draft(self, path: Path, name: str, device: str, properties: Mapping[str, Any]) -> Speculation:
-        """This speculation with its draft model: an IR folder or .gguf file, compiled on ``device``."""
+        """This speculation with its draft model (an OpenVINO IR folder), compiled on ``device``.
+
+        openvino-genai reads a draft model only as IR: a ``.gguf`` draft is refused with the command that
+        re-exports it.
+        """
+        if not (path / "openvino_model.xml").is_file():
+            raise InvalidParameterError(
+                f"The draft model {name} is not an OpenVINO IR folder ({path}): openvino-genai loads a draft model "
+                "only from IR. Re-export it once, e.g. `openvino-llm export model.gguf ./draft-ir --weight-format "
+                "int8`, and pass draft_model='./draft-ir' (a Hugging Face folder or hub id is exported for you)."
+            )
         return replace(self, draft_path=path, draft_name=name, draft_device=device, draft_properties=dict(properties))
 
     def pipeline_properties(self) -> dict[str, Any]:
