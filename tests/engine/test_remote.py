@@ -30,6 +30,7 @@ from openvino_llm import (
 )
 from openvino_llm.engine import Engine, load_engine
 from openvino_llm.engine.remote import RemoteEngine
+from openvino_llm.errors import GenerationTimeoutError
 
 pytest.importorskip("fastapi", reason="the live tests need the serve extra")
 from tests.serve.conftest import API_KEY, LiveServer
@@ -98,6 +99,28 @@ def test_tool_calls_history_and_structured_output(remote: RemoteEngine, engine: 
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
     structured = GenerationParams(temperature=0, max_new_tokens=40, json_schema=schema)
     assert remote.generate(PROMPT, structured).text == engine.generate(PROMPT, structured).text
+
+
+def test_tool_call_deltas_stream_and_add_up(remote: RemoteEngine) -> None:
+    chunks = list(remote.stream("What is 6 times 7?", TOOL))
+    deltas = [d for c in chunks for d in c.tool_call_deltas]
+    assert deltas[0].name == "multiply" and deltas[0].id and len(deltas) > 2
+    (call,) = chunks[-1].tool_calls
+    assert json.loads("".join(d.arguments for d in deltas)) == call.arguments
+    assert call.id == deltas[0].id and chunks[-1].finish_reason == "tool_calls"
+
+
+def test_timeout_bounds_the_wall_time_and_cancels(remote: RemoteEngine, engine: Engine) -> None:
+    t0 = time.monotonic()
+    with pytest.raises(GenerationTimeoutError, match=r"timeout=0\.5"):
+        remote.generate(PROMPT, GenerationParams(temperature=0, max_new_tokens=2000), timeout=0.5)
+    assert time.monotonic() - t0 < 3
+    deadline = time.monotonic() + 10
+    while engine.active_requests and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert engine.active_requests == 0
+    with pytest.raises(InvalidParameterError, match="timeout"):
+        remote.stream(PROMPT, timeout=-1)
 
 
 def test_errors_are_the_core_errors(server: LiveServer, remote: RemoteEngine, engine: Engine) -> None:

@@ -25,16 +25,17 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import fields
 from typing import Any
 
 from ..errors import (
     ContextLengthExceededError,
+    GenerationTimeoutError,
     InvalidParameterError,
     ModelNotFoundError,
     OpenVINOLLMError,
+    OutputTruncatedError,
 )
-from ..types import Chunk, Generation, GenerationParams, Message, Timing, ToolCall, Usage
+from ..types import Chunk, Generation, GenerationParams, Message, Timing, ToolCall, ToolCallDelta, Usage
 
 try:
     import httpx
@@ -46,7 +47,6 @@ API_KEY_ENV = "OPENVINO_LLM_API_KEY"
 #: ``context_window`` when the server does not report one (OVMS does not).
 DEFAULT_CONTEXT_WINDOW = 2048
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
-_HAS_REASONING = "reasoning" in {f.name for f in fields(Chunk)}
 
 
 class RemoteEngine:
@@ -145,17 +145,24 @@ class RemoteEngine:
         params: GenerationParams | None = None,
         *,
         on_token: Callable[[str], Any] | None = None,
+        timeout: float | None = None,
     ) -> Generation:
-        """Generate a whole reply (streamed underneath, so ``on_token`` sees each piece)."""
+        """Generate a whole reply (streamed underneath, so ``on_token`` sees each piece).
+
+        ``timeout``: seconds of wall time for the whole call; when passed the connection is closed
+        (the server drops the request) and :class:`~openvino_llm.errors.GenerationTimeoutError` raised.
+        """
         collector = _Collector(on_token)
-        for chunk in self.stream(messages, params):
+        for chunk in self.stream(messages, params, timeout=timeout):
             collector.add(chunk)
         return collector.generation()
 
-    def stream(self, messages: str | Sequence[Message], params: GenerationParams | None = None) -> Iterator[Chunk]:
+    def stream(
+        self, messages: str | Sequence[Message], params: GenerationParams | None = None, *, timeout: float | None = None
+    ) -> Iterator[Chunk]:
         """Yield chunks as the server sends them; the last carries finish reason, usage, timing and tool calls."""
         body = self._body(messages, params)
-        return self._stream_sync(body)
+        return self._stream_sync(body, _deadline(timeout), timeout)
 
     async def agenerate(
         self,
@@ -163,18 +170,20 @@ class RemoteEngine:
         params: GenerationParams | None = None,
         *,
         on_token: Callable[[str], Any] | None = None,
+        timeout: float | None = None,
     ) -> Generation:
         """Async twin of :meth:`generate`."""
         collector = _Collector(on_token)
-        async for chunk in self.astream(messages, params):
+        async for chunk in self.astream(messages, params, timeout=timeout):
             collector.add(chunk)
         return collector.generation()
 
     async def astream(
-        self, messages: str | Sequence[Message], params: GenerationParams | None = None
+        self, messages: str | Sequence[Message], params: GenerationParams | None = None, *, timeout: float | None = None
     ) -> AsyncIterator[Chunk]:
         """Async twin of :meth:`stream`; cancelling the task closes the connection (the server drops the request)."""
         body = self._body(messages, params)
+        deadline = _deadline(timeout)
         client = self._aclient()
         url = self.base_url + "/chat/completions"
         response = None
@@ -200,6 +209,8 @@ class RemoteEngine:
             parser = _SSEParser(self.model_name)
             try:
                 async for line in response.aiter_lines():
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise self._timed_out(timeout)
                     for chunk in parser.feed(line):
                         yield chunk
                         if chunk.is_final:
@@ -255,7 +266,13 @@ class RemoteEngine:
             return response
         raise AssertionError("unreachable")
 
-    def _stream_sync(self, body: dict[str, Any]) -> Iterator[Chunk]:
+    def _timed_out(self, timeout: float | None) -> GenerationTimeoutError:
+        return GenerationTimeoutError(
+            f"{self.base_url} did not finish within timeout={timeout} s, so the request was cancelled. Pass a "
+            "larger timeout (or None), fewer max_new_tokens, or a shorter prompt."
+        )
+
+    def _stream_sync(self, body: dict[str, Any], deadline: float | None, timeout: float | None) -> Iterator[Chunk]:
         url = self.base_url + "/chat/completions"
         response = self._send(
             lambda: self._client.send(self._client.build_request("POST", url, json=body), stream=True)
@@ -266,6 +283,8 @@ class RemoteEngine:
             parser = _SSEParser(self.model_name)
             try:
                 for line in response.iter_lines():
+                    if deadline is not None and time.monotonic() > deadline:
+                        raise self._timed_out(timeout)
                     for chunk in parser.feed(line):
                         yield chunk
                         if chunk.is_final:
@@ -302,7 +321,17 @@ class RemoteEngine:
         if params.stop:
             body["stop"] = list(params.stop)
         if params.tools:
-            body["tools"] = [{"type": "function", "function": dict(t)} for t in params.tools]
+            strict = {"strict": True} if params.strict else {}
+            body["tools"] = [{"type": "function", "function": {**t, **strict}} for t in params.tools]
+            if params.parallel_tool_calls is not None:
+                body["parallel_tool_calls"] = params.parallel_tool_calls
+        kwargs = dict(params.chat_template_kwargs or {})
+        if params.reasoning is not None:
+            kwargs["enable_thinking"] = params.reasoning  # vLLM's and OVMS's switch (Qwen3's template variable)
+        if kwargs:
+            body["chat_template_kwargs"] = kwargs
+        if params.tool_format is not None:
+            body["tool_format"] = params.tool_format  # openvino-llm serve's extension
         choice = params.tool_choice
         if choice in ("auto", "none", "required"):
             body["tool_choice"] = choice
@@ -341,7 +370,7 @@ def openai_messages(messages: str | Sequence[Message]) -> list[dict[str, Any]]:
                 }
                 for j, c in enumerate(m["tool_calls"])
             ]
-        for key in ("tool_call_id", "name"):
+        for key in ("tool_call_id", "name", "reasoning_content"):
             if m.get(key):
                 msg[key] = m[key]  # type: ignore[literal-required]
         out.append(msg)
@@ -384,23 +413,24 @@ class _SSEParser:
             delta = choice.get("delta") or {}
             text = delta.get("content") or ""
             reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+            pieces = []
             for call in delta.get("tool_calls") or ():
-                slot = self._calls.setdefault(
-                    int(call.get("index", len(self._calls))), {"id": "", "name": "", "args": ""}
-                )
+                index = int(call.get("index", len(self._calls)))
+                slot = self._calls.setdefault(index, {"id": "", "name": "", "args": ""})
                 slot["id"] = call.get("id") or slot["id"]
                 fn = call.get("function") or {}
                 slot["name"] += fn.get("name") or ""
                 slot["args"] += fn.get("arguments") or ""
+                pieces.append(
+                    ToolCallDelta(index, call.get("id") or "", fn.get("name") or "", fn.get("arguments") or "")
+                )
             if choice.get("finish_reason"):
                 self._finish = choice["finish_reason"]
-            if text or reasoning:
+            if text or reasoning or pieces:
                 if self._t_first is None:
                     self._t_first = time.perf_counter()
                 self._pieces += 1
-                extra = {"reasoning": reasoning} if _HAS_REASONING and reasoning else {}
-                if text or extra:
-                    out.append(Chunk(text=text, model_name=self._model, **extra))
+                out.append(Chunk(text=text, model_name=self._model, reasoning=reasoning, tool_call_deltas=pieces))
         return out
 
     def end(self) -> Chunk:
@@ -450,9 +480,12 @@ class _Collector:
     def __init__(self, on_token: Callable[[str], Any] | None) -> None:
         self._on_token = on_token
         self._parts: list[str] = []
+        self._reasoning: list[str] = []
         self._final: Chunk | None = None
 
     def add(self, chunk: Chunk) -> None:
+        if chunk.reasoning:
+            self._reasoning.append(chunk.reasoning)
         if chunk.text:
             self._parts.append(chunk.text)
             if self._on_token is not None:
@@ -471,7 +504,16 @@ class _Collector:
             timing=final.timing,
             tool_calls=final.tool_calls,
             model_name=final.model_name,
+            reasoning="".join(self._reasoning),
         )
+
+
+def _deadline(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise InvalidParameterError(f"timeout must be a number of seconds > 0 (or None), got {timeout!r}.")
+    return time.monotonic() + float(timeout)
 
 
 def _backoff(attempt: int, retry_after: str | None) -> float:
@@ -487,6 +529,8 @@ def _error_for(status: int, err: dict[str, Any]) -> OpenVINOLLMError:
     message = str(err.get("message") or f"HTTP {status}")
     if err.get("code") == "context_length_exceeded":
         return ContextLengthExceededError(message)
+    if err.get("code") == "output_truncated":
+        return OutputTruncatedError(message)
     if status == 404:
         return ModelNotFoundError(message)
     if status in (400, 413):
