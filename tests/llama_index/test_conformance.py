@@ -23,7 +23,7 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import LLMChatStartEvent
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.tools import FunctionTool
-from llama_index.core.utils import set_global_tokenizer
+from llama_index.core.utils import get_tokenizer, set_global_tokenizer
 from pydantic import BaseModel, Field
 
 from llama_index_openvino import OpenVINO
@@ -127,14 +127,19 @@ def test_summarizers_pack_prompts_that_fit_the_window(
         assert len(prompts) >= 3  # several packed summaries, then their summary
 
 
-def test_a_tokenizer_set_by_the_user_is_kept(
+def test_the_stock_tokenizer_is_replaced_and_one_set_by_the_user_kept(
     small: OpenVINO, smollm2_gguf: Path, cache_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     def mine(text: str) -> list[str]:
         return text.split()
 
-    set_global_tokenizer(mine)
     try:
+        llama_index.core.global_tokenizer = None
+        stock = get_tokenizer()  # LlamaIndex's default (tiktoken), set on first use
+        assert len(stock("naïve café 3.14159")) < len(small.engine.token_ids("naïve café 3.14159"))
+        OpenVINO(model=smollm2_gguf, device="CPU", cache_dir=cache_dir)
+        assert isinstance(llama_index.core.global_tokenizer, ModelTokenizer)
+        set_global_tokenizer(mine)
         with caplog.at_level(logging.WARNING, logger="llama_index_openvino"):
             OpenVINO(model=smollm2_gguf, device="CPU", cache_dir=cache_dir)
         assert llama_index.core.global_tokenizer is mine
