@@ -211,3 +211,24 @@ def _health(url: str) -> bool:
         return httpx.get(url + "/health", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_a_bad_schema_is_refused_and_does_not_cut_other_answers(tiny_server: LiveServer, tiny_engine: Engine) -> None:
+    """openvino-genai fails the whole batch step on a schema its grammar compiler rejects: refused up front."""
+    expected = tiny_engine.generate("hello there", GenerationParams(temperature=0, max_new_tokens=300)).text
+    body = {"messages": USER, "max_tokens": 300, "temperature": 0, "stream": True}
+    with httpx.stream("POST", tiny_server.url + "/v1/chat/completions", json=body, timeout=60) as r:
+        lines = r.iter_lines()
+        first = next(lines)
+        bad = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "nonsense"}}}
+        err = _error(_chat(tiny_server, response_format=bad, max_tokens=5), 400)
+        assert err["param"] == "response_format" and "nonsense" in err["message"]
+        tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": 3}}}
+        assert _error(_chat(tiny_server, tools=[tool], max_tokens=5), 400)["param"] == "tools"
+        events = [first, *lines]
+    text = "".join(
+        json.loads(e[6:])["choices"][0]["delta"].get("content") or ""
+        for e in events
+        if e.startswith("data: {") and json.loads(e[6:])["choices"]
+    )
+    assert text == expected

@@ -221,6 +221,21 @@ def _sampling(req: ChatCompletionRequest | CompletionRequest, max_tokens: int | 
     }
 
 
+def check_schema(schema: Any, param: str) -> None:
+    """Refuse a schema that is not valid JSON Schema (its meta-schema) before it reaches the grammar compiler.
+
+    openvino-genai fails the whole decoding step on a schema its grammar compiler rejects, and with it
+    every request in the batch: one client's bad schema must not cut the others' answers.
+    """
+    from jsonschema import Draft202012Validator
+    from jsonschema.exceptions import SchemaError
+
+    try:
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as e:
+        raise APIError(400, f"{param} is not a valid JSON schema: {e.message}", param=param) from None
+
+
 def chat_params(req: ChatCompletionRequest, limits: Limits) -> GenerationParams:
     """The :class:`~openvino_llm.GenerationParams` of a chat request (raises :class:`APIError` / 400)."""
     _refuse_unsupported(req)
@@ -247,6 +262,11 @@ def chat_params(req: ChatCompletionRequest, limits: Limits) -> GenerationParams:
         if fmt.json_schema is None or fmt.json_schema.schema_ is None:
             raise APIError(400, "response_format json_schema needs json_schema.schema.", param="response_format")
         schema = fmt.json_schema.schema_
+    if schema is not None:
+        check_schema(schema, "response_format")
+    for t in req.tools or ():
+        if t.function.parameters is not None:
+            check_schema(t.function.parameters, "tools")
     kwargs = dict(req.chat_template_kwargs or {})
     thinking = kwargs.pop("enable_thinking", None)  # vLLM's / OVMS's switch: the core's reasoning flag
     strict = any(t.function.strict for t in req.tools or ()) or None
