@@ -47,6 +47,7 @@ from llama_index.core.instrumentation.events.llm import (
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.llms.utils import parse_partial_json
 from llama_index.core.program.utils import FlexibleModel, process_streaming_objects
 from llama_index.core.prompts import BasePromptTemplate
 from llama_index.core.types import Model, PydanticProgramMode
@@ -87,9 +88,12 @@ def _to_core_messages(messages: Sequence[ChatMessage]) -> list[Message]:
         role = _ROLES[message.role]
         texts: list[str] = []
         calls = []
+        thoughts: list[str] = []
         for block in message.blocks:
             if isinstance(block, TextBlock):
                 texts.append(block.text)
+            elif isinstance(block, ThinkingBlock):  # reasoning goes back as the template expects (or dropped)
+                thoughts.append(block.content or "")
             elif isinstance(block, ToolCallBlock):  # arguments may be a dict or JSON text: the core checks them
                 call_id = block.tool_call_id or ""
                 call_names[call_id] = block.tool_name
@@ -102,6 +106,8 @@ def _to_core_messages(messages: Sequence[ChatMessage]) -> list[Message]:
         core: Message = {"role": role, "content": "\n".join(texts)}  # type: ignore[typeddict-item]
         if calls:
             core["tool_calls"] = calls
+        if role == "assistant" and "".join(thoughts):
+            core["reasoning_content"] = "".join(thoughts)
         if role == "tool":
             call_id = str(message.additional_kwargs.get("tool_call_id") or "")
             if call_id:
@@ -122,16 +128,54 @@ def _to_tool_spec(tool: BaseTool) -> ToolSpec:
     }
 
 
-def _chat_response(text: str, result: Generation | Chunk, delta: str | None = None) -> ChatResponse:
+class _StreamSoFar:
+    """What a stream has produced so far: reasoning and the tool calls as far as they are written."""
+
+    def __init__(self) -> None:
+        self.thinking = ""
+        self._calls: dict[int, list[str]] = {}  # index -> [id, name, argument text]
+
+    def add(self, chunk: Chunk) -> None:
+        self.thinking += chunk.reasoning
+        for d in chunk.tool_call_deltas:
+            call = self._calls.setdefault(d.index, ["", "", ""])
+            call[0], call[1] = call[0] or d.id, call[1] or d.name
+            call[2] += d.arguments
+
+    def partial_calls(self) -> list[ToolCallBlock]:
+        """The calls so far, arguments parsed leniently (a partial JSON object)."""
+        blocks = []
+        for call_id, name, args in self._calls.values():
+            try:
+                kwargs = parse_partial_json(args) if args else {}
+            except (ValueError, TypeError):
+                kwargs = {}
+            blocks.append(ToolCallBlock(tool_call_id=call_id, tool_name=name, tool_kwargs=kwargs))
+        return blocks
+
+
+def _chat_response(
+    text: str, result: Generation | Chunk, delta: str | None = None, so_far: _StreamSoFar | None = None
+) -> ChatResponse:
     """The one place a core result (or stream chunk) becomes a ``ChatResponse``.
 
     ``raw`` and ``additional_kwargs`` carry ``prompt_tokens`` / ``completion_tokens`` /
     ``total_tokens`` and ``timing`` once the core reports them (always on the last stream chunk).
+    The model's reasoning is a ``ThinkingBlock`` (and, streamed, ``additional_kwargs["thinking_delta"]``);
+    a stream's responses carry the tool calls as far as they are written (``so_far``).
     """
-    blocks: list[ContentBlock] = [TextBlock(text=text)]
-    blocks += [ToolCallBlock(tool_call_id=c.id, tool_name=c.name, tool_kwargs=c.arguments) for c in result.tool_calls]
+    thinking = so_far.thinking if so_far is not None else result.reasoning
+    blocks: list[ContentBlock] = [ThinkingBlock(content=thinking)] if thinking else []
+    blocks.append(TextBlock(text=text))
+    if result.tool_calls or so_far is None:
+        calls = result.tool_calls
+        blocks += [ToolCallBlock(tool_call_id=c.id, tool_name=c.name, tool_kwargs=c.arguments) for c in calls]
+    else:
+        blocks += so_far.partial_calls()
     raw: dict[str, Any] = {"model": result.model_name, "finish_reason": result.finish_reason}
     extra: dict[str, Any] = {}
+    if so_far is not None and result.reasoning:
+        extra["thinking_delta"] = result.reasoning
     if result.usage is not None:
         extra["prompt_tokens"] = result.usage.input_tokens
         extra["completion_tokens"] = result.usage.output_tokens
@@ -465,12 +509,14 @@ class OpenVINO(FunctionCallingLLM):
 
         def gen() -> ChatResponseGen:
             text = ""
+            so_far = _StreamSoFar()
             chunks = self._engine.stream(core_messages, params)
             with closing(chunks), _cut_call(params):
                 for chunk in chunks:
                     text += chunk.text
+                    so_far.add(chunk)
                     _check_complete(params, chunk, text)
-                    yield _chat_response(text, chunk, delta=chunk.text)
+                    yield _chat_response(text, chunk, delta=chunk.text, so_far=so_far)
 
         return gen()
 
@@ -480,13 +526,15 @@ class OpenVINO(FunctionCallingLLM):
 
         async def gen() -> ChatResponseAsyncGen:
             text = ""
+            so_far = _StreamSoFar()
             chunks = self._engine.astream(core_messages, params)
             async with aclosing(chunks):
                 with _cut_call(params):
                     async for chunk in chunks:
                         text += chunk.text
+                        so_far.add(chunk)
                         _check_complete(params, chunk, text)
-                        yield _chat_response(text, chunk, delta=chunk.text)
+                        yield _chat_response(text, chunk, delta=chunk.text, so_far=so_far)
 
         return gen()
 

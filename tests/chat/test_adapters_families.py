@@ -61,3 +61,41 @@ def test_langchain_reasoning_goes_back_to_the_core():
     history = [HumanMessage("Hi"), AIMessage("Hello!", additional_kwargs={"reasoning_content": "Greet back."})]
     expected = {"role": "assistant", "content": "Hello!", "reasoning_content": "Greet back."}
     assert to_core_messages(history)[1] == expected
+
+
+def test_llamaindex_streams_partial_tool_calls(smollm2_gguf: Path):
+    pytest.importorskip("llama_index_openvino")
+    from llama_index.core.base.llms.types import ToolCallBlock
+    from llama_index.core.tools import FunctionTool
+
+    from llama_index_openvino import OpenVINO
+
+    def multiply(a: int, b: int) -> int:
+        """Multiply two integers."""
+        return a * b
+
+    llm = OpenVINO(model=smollm2_gguf, device="CPU", max_new_tokens=160, temperature=0, ov_config=EXACT)
+    tool = FunctionTool.from_defaults(multiply)
+    responses = list(llm.stream_chat_with_tools([tool], user_msg=QUESTION, tool_required=True))
+    partial = [r for r in responses[:-1] if any(isinstance(b, ToolCallBlock) for b in r.message.blocks)]
+    assert partial, "the call shows up before the stream ends"
+    assert all(b.tool_name == "multiply" for r in partial for b in r.message.blocks if isinstance(b, ToolCallBlock))
+    [final] = llm.get_tool_calls_from_response(responses[-1])
+    assert final.tool_name == "multiply" and set(final.tool_kwargs) == {"a", "b"}
+    assert partial[0].message.blocks[-1].tool_call_id == final.tool_id  # one id from the first piece to the end
+
+
+def test_llamaindex_thinking_block(templated_dir: Callable[[str], Path]):
+    pytest.importorskip("llama_index_openvino")
+    from llama_index.core.base.llms.types import ChatMessage, ThinkingBlock
+
+    from llama_index_openvino import OpenVINO
+
+    llm = OpenVINO(model=templated_dir(DEEPSEEK_R1), device="CPU", max_new_tokens=12, temperature=0, ov_config=EXACT)
+    message = llm.chat([ChatMessage(role="user", content="Hi")]).message
+    thinking = message.blocks[0]
+    assert isinstance(thinking, ThinkingBlock) and thinking.content and not message.content
+    responses = list(llm.stream_chat([ChatMessage(role="user", content="Hi")]))
+    deltas = [r.additional_kwargs.get("thinking_delta") for r in responses]
+    assert sum(1 for d in deltas if d) > 1 and "".join(d or "" for d in deltas) == thinking.content
+    assert responses[-1].message.blocks[0].content == thinking.content
