@@ -264,6 +264,12 @@ class ChatOpenVINO(BaseChatModel):
             if schema is not None:
                 if overrides.get("json_schema") not in (None, schema):
                     raise InvalidParameterError("Pass response_format or with_structured_output's schema, not both.")
+                if overrides.get("tools") and overrides.get("tool_choice") != "none":
+                    raise InvalidParameterError(
+                        "ChatOpenVINO cannot constrain one reply to both tools and a response_format. With "
+                        "create_agent and tools, use response_format=ToolStrategy(Schema) (the answer is a forced "
+                        "call of a tool made from the schema); ProviderStrategy works when the agent has no tools."
+                    )
                 overrides["json_schema"] = schema
         if "max_tokens" in overrides:
             overrides["max_new_tokens"] = overrides.pop("max_tokens")

@@ -138,6 +138,9 @@ def test_create_agent_with_provider_strategy(chat: ChatOpenVINO) -> None:
     agent = create_agent(model=chat, tools=[], response_format=ProviderStrategy(Person))
     state = agent.invoke({"messages": [HumanMessage("Extract the person: Alice is 30 years old.")]})
     assert state["structured_response"] == Person(name="Alice", age=30)
+    with_tools = create_agent(model=chat, tools=[multiply], response_format=ProviderStrategy(Person))
+    with pytest.raises(InvalidParameterError, match="ToolStrategy"):
+        with_tools.invoke({"messages": [HumanMessage("Alice is 30 years old.")]})
 
 
 # ---- 6. structured output cut at max_tokens -------------------------------------------------------
