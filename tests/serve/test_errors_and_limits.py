@@ -232,3 +232,13 @@ def test_a_bad_schema_is_refused_and_does_not_cut_other_answers(tiny_server: Liv
         if e.startswith("data: {") and json.loads(e[6:])["choices"]
     )
     assert text == expected
+
+
+def test_a_client_leaving_a_non_streamed_request_cancels_it(tiny_engine: Engine) -> None:
+    with LiveServer(create_app(tiny_engine, api_key="")) as server:
+        body = {"messages": USER, "max_tokens": 2000, "temperature": 0}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(server.url + "/v1/chat/completions", json=body, timeout=httpx.Timeout(10, read=0.5))
+        # the whole generation takes about 6 s here: it was dropped, not finished
+        assert _wait_until(lambda: tiny_engine.active_requests == 0 and server.state.gate.active == 0, timeout=2)
+        assert _chat(server, max_tokens=2).status_code == 200  # and the server goes on

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import struct
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -67,6 +68,7 @@ from .schemas import (
 )
 
 log = logging.getLogger("openvino_llm.serve")
+_T = TypeVar("_T")
 
 #: ``max_tokens`` of ``/v1/completions`` when the request sets none (OpenAI's default).
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
@@ -344,6 +346,33 @@ def _sse(data: dict[str, Any] | str) -> bytes:
 # ---- the app --------------------------------------------------------------------------------------
 
 
+class ClientDisconnected(Exception):
+    """The client left before its (non-streamed) answer was ready; its generation was cancelled."""
+
+
+async def _until_disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _unless_disconnected(work: Awaitable[_T], request: Request | None) -> _T:
+    """Await ``work``, cancelling it (so the engine drops the request) if the client disconnects first."""
+    task = asyncio.ensure_future(work)
+    if request is None:
+        return await task
+    watch = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        raise ClientDisconnected()
+    return task.result()
+
+
 class _MetricsMiddleware:
     """Counts every HTTP answer by route template and status, and times it."""
 
@@ -507,7 +536,7 @@ class _Server:
             events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         )
 
-    async def chat(self, req: ChatCompletionRequest) -> Response:
+    async def chat(self, req: ChatCompletionRequest, request: Request | None = None) -> Response:
         model = self.check_model(req.model, "llm")
         params = chat_params(req, self.limits)
         messages = to_core_messages(req.messages)
@@ -516,7 +545,7 @@ class _Server:
         self.enter()
         if not req.stream:
             try:
-                gen = await self.engine.agenerate(messages, params)
+                gen = await _unless_disconnected(self.engine.agenerate(messages, params), request)
             finally:
                 self.leave()
             self.observe(Chunk("", gen.finish_reason, gen.usage, gen.timing))
@@ -594,7 +623,7 @@ class _Server:
             self.engine.astream(messages, params), render, usage_chunk if include_usage else None
         )
 
-    async def completion(self, req: CompletionRequest) -> Response:
+    async def completion(self, req: CompletionRequest, request: Request | None = None) -> Response:
         model = self.check_model(req.model, "llm")
         _refuse_unsupported(req)
         wanted = req.max_tokens if req.max_tokens is not None else COMPLETIONS_DEFAULT_MAX_TOKENS
@@ -605,7 +634,7 @@ class _Server:
         self.enter()
         if not req.stream:
             try:
-                gen = await self.engine.agenerate(prompt, params)
+                gen = await _unless_disconnected(self.engine.agenerate(prompt, params), request)
             finally:
                 self.leave()
             self.observe(Chunk("", gen.finish_reason, gen.usage, gen.timing))
@@ -741,6 +770,10 @@ def create_app(
     async def _api_error(_: Request, exc: APIError) -> JSONResponse:
         return exc.response()
 
+    @app.exception_handler(ClientDisconnected)
+    async def _gone(_: Request, exc: ClientDisconnected) -> Response:
+        return Response(status_code=499)  # nginx's "client closed request": nobody reads it
+
     @app.exception_handler(OpenVINOLLMError)
     async def _core_error(_: Request, exc: OpenVINOLLMError) -> JSONResponse:
         return api_error(exc).response()
@@ -767,14 +800,14 @@ def create_app(
     api = APIRouter()
 
     @api.post("/chat/completions")
-    async def chat_completions(req: ChatCompletionRequest) -> Response:
+    async def chat_completions(req: ChatCompletionRequest, request: Request) -> Response:
         """Chat completion (OpenAI shape); ``stream: true`` answers with server-sent events."""
-        return await server.chat(req)
+        return await server.chat(req, request)
 
     @api.post("/completions")
-    async def completions(req: CompletionRequest) -> Response:
+    async def completions(req: CompletionRequest, request: Request) -> Response:
         """Text completion (OpenAI shape); the prompt is given to the model as one user message."""
-        return await server.completion(req)
+        return await server.completion(req, request)
 
     @api.post("/embeddings")
     async def embeddings(req: EmbeddingRequest) -> Response:
