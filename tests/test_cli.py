@@ -11,7 +11,9 @@ from pathlib import Path
 import openvino as ov
 import pytest
 
-from openvino_llm.models.export import MARKER_FILE, CompressionOptions, ExportReport, build_cached, weights_size
+from openvino_llm.models import CompressionOptions, ExportReport
+from openvino_llm.models.cache import MARKER_FILE, build_cached
+from openvino_llm.models.report import weights_size
 
 ENTRY_POINT = Path(sys.executable).parent / "openvino-llm"
 

@@ -14,8 +14,9 @@ import pytest
 
 from openvino_llm.devices import compile_properties, default_cache_dir
 from openvino_llm.errors import ExportError
-from openvino_llm.models.export import MARKER_FILE, ir_damage, list_cache
-from openvino_llm.models.resolve import resolve_model
+from openvino_llm.models import list_cache, resolve_model
+from openvino_llm.models.cache import MARKER_FILE
+from openvino_llm.models.ir import ir_damage
 
 # --- model code and pickles --------------------------------------------------------------------
 
@@ -178,7 +179,7 @@ def test_paths_are_resolved_before_use(
 
 
 def test_export_output_path_is_resolved(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from openvino_llm.models.export import CompressionOptions, compress_ir
+    from openvino_llm.models import CompressionOptions, compress_ir
 
     monkeypatch.chdir(tmp_path)
     report = compress_ir(Path(os.path.relpath(tiny_model, tmp_path)), "out-int8", CompressionOptions("int8"))

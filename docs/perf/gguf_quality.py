@@ -18,8 +18,7 @@ import numpy as np
 import openvino as ov
 import openvino_genai
 
-from openvino_llm.models.export import CompressionOptions
-from openvino_llm.models.resolve import resolve_model
+from openvino_llm.models import CompressionOptions, resolve_model
 
 FORMATS = {
     "re-export fp16": CompressionOptions("fp16"),

@@ -138,8 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .models.export import CompressionOptions, compress_ir, export_model
-    from .models.resolve import default_model_path, fetch_hub_snapshot, is_hub_id
+    from .models import CompressionOptions, compress_ir, default_model_path, export_model, fetch_hub_snapshot, is_hub_id
 
     options = CompressionOptions(
         weight_format=args.weight_format,
@@ -290,7 +289,7 @@ def _cmd_chat(args: argparse.Namespace) -> int:
 
 def _cmd_cache(args: argparse.Namespace) -> int:
     from .devices import default_cache_dir
-    from .models.export import clear_cache, format_size, list_cache
+    from .models import clear_cache, format_size, list_cache
 
     cache = args.cache_dir or default_cache_dir()
     if args.cache_command == "list":

@@ -16,20 +16,17 @@ import pytest
 from tests._tiny_model import corpus_lines
 
 from openvino_llm.errors import ExportError, InvalidParameterError, ModelNotFoundError
-from openvino_llm.models.export import (
-    MARKER_FILE,
+from openvino_llm.models import (
     CompressionOptions,
     ExportReport,
-    atomic_directory,
-    build_cached,
     clear_cache,
     compress_ir,
     export_model,
     list_cache,
-    progress_enabled,
-    weights_size,
+    resolve_model,
 )
-from openvino_llm.models.resolve import resolve_model
+from openvino_llm.models.cache import MARKER_FILE, atomic_directory, build_cached
+from openvino_llm.models.report import progress_enabled, weights_size
 
 
 def _generates(path: Path) -> str:

@@ -28,8 +28,9 @@ from openvino_llm.errors import (
     ModelNotFoundError,
     OpenVINOLLMError,
 )
-from openvino_llm.models.export import MARKER_FILE, export_model, ir_damage, list_cache
-from openvino_llm.models.resolve import resolve_model
+from openvino_llm.models import export_model, list_cache, resolve_model
+from openvino_llm.models.cache import MARKER_FILE
+from openvino_llm.models.ir import ir_damage
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _EXPORT = """\
@@ -204,7 +205,7 @@ def test_damaged_ir_folder_says_to_export_again(tiny_model: Path, tmp_path: Path
 
 
 def test_compressing_a_damaged_ir_folder_is_refused(tiny_model: Path, tmp_path: Path) -> None:
-    from openvino_llm.models.export import CompressionOptions, compress_ir
+    from openvino_llm.models import CompressionOptions, compress_ir
 
     folder = tmp_path / "my-model-ov"
     shutil.copytree(tiny_model, folder)

@@ -13,7 +13,7 @@ import pytest
 
 from openvino_llm import GenerationParams, load_engine
 from openvino_llm.errors import InvalidParameterError
-from openvino_llm.models.resolve import read_model_config, resolve_model
+from openvino_llm.models import read_model_config, resolve_model
 
 # A fixed English passage: the models are compared on how well they predict it, token by token.
 PASSAGE = (

