@@ -129,8 +129,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, default=4096, help="largest max_tokens a request may ask for")
     p.add_argument("--max-concurrent", type=int, default=64, help="requests in progress at once (more get 429)")
     p.add_argument("--max-body-bytes", type=int, default=4 * 1024 * 1024, help="largest request body (more: 413)")
+    _add_ray_options(p)
     _add_common(p)
     return parser
+
+
+def _add_ray_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Ray Serve (scale-out; needs the ray extra)")
+    g.add_argument("--ray", action="store_true", help="deploy on Ray Serve: one engine per replica")
+    scale = g.add_mutually_exclusive_group()
+    scale.add_argument("--replicas", type=int, default=None, metavar="N", help="fixed number of replicas (default 1)")
+    scale.add_argument("--autoscale", default=None, metavar="MIN:MAX", help="autoscale on ongoing requests")
+    g.add_argument("--ray-address", default=None, metavar="ADDR", help="join this cluster (default: a local one)")
+    g.add_argument("--num-cpus", type=float, default=None, help="CPUs Ray reserves per replica (default 1)")
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,6 +347,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         raise InvalidParameterError(f"--ov-config is not JSON: {e}") from None
     limits = Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_concurrent=args.max_concurrent)
     model = None if args.model is None or args.model.strip().lower() == "default" else args.model
+    if args.ray or any(getattr(args, k) is not None for k in ("replicas", "autoscale", "ray_address", "num_cpus")):
+        return _serve_on_ray(args, model, ov_config, limits)
     engine = load_engine(
         model, device=args.device, weight_format=args.weight_format, ov_config=ov_config, cache_dir=args.cache_dir
     )
@@ -364,6 +377,40 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     run_server(
         app, host=args.host, port=args.port, log_level="debug" if args.debug else "warning" if args.quiet else "info"
     )
+    return 0
+
+
+def _serve_on_ray(args: argparse.Namespace, model: str | None, ov_config: Any, limits: Any) -> int:
+    if not args.ray:
+        raise InvalidParameterError("--replicas, --autoscale, --ray-address and --num-cpus need --ray.")
+    try:
+        from .serve.limits import resolve_api_key
+        from .serve.ray import RayOptions, build_app, parse_autoscale, run_ray_server
+    except ImportError as e:
+        raise InvalidParameterError(f'--ray needs the ray extra: pip install "openvino-llm[ray]" ({e})') from None
+    options = RayOptions(
+        replicas=1 if args.replicas is None else args.replicas,
+        autoscale=parse_autoscale(args.autoscale) if args.autoscale else None,
+        num_cpus=1.0 if args.num_cpus is None else args.num_cpus,
+    )
+    if args.host not in ("127.0.0.1", "localhost", "::1") and resolve_api_key(args.api_key) is None:
+        logging.getLogger("openvino_llm").warning(
+            "serving on %s without an API key: anyone who can reach this port can use the model", args.host
+        )
+    app = build_app(
+        model,
+        device=args.device,
+        weight_format=args.weight_format,
+        ov_config=ov_config,
+        cache_dir=args.cache_dir,
+        embedding_model=args.embedding_model,
+        rerank_model=args.rerank_model,
+        api_key=args.api_key,
+        limits=limits,
+        served_model_name=args.served_model_name,
+        options=options,
+    )
+    run_ray_server(app, address=args.ray_address, host=args.host, port=args.port)
     return 0
 
 
