@@ -125,7 +125,8 @@ def test_response_format_json_schema_and_json_object(chat: ChatOpenVINO) -> None
     schema = {"type": "json_schema", "json_schema": {"name": "Person", "schema": Person.model_json_schema()}}
     msg = chat.bind(response_format=schema).invoke("Alice is 30 years old.")
     assert json.loads(msg.content) == {"name": "Alice", "age": 30}  # type: ignore[arg-type]
-    as_object = chat.invoke("Alice is 30 years old. Describe her as JSON.", response_format={"type": "json_object"})
+    keys = SystemMessage("Answer with a JSON object with the keys 'name' and 'age'.")
+    as_object = chat.invoke([keys, HumanMessage("Alice is 30 years old.")], response_format={"type": "json_object"})
     assert isinstance(json.loads(as_object.content), dict)  # type: ignore[arg-type]
     text = chat.invoke("Say hi.", response_format={"type": "text"}, max_tokens=4)
     assert isinstance(text.content, str) and text.content
