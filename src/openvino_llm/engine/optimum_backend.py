@@ -10,7 +10,6 @@ decoding (structured output, forced tool calls) is not available.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Mapping
@@ -21,7 +20,7 @@ import openvino as ov
 import openvino_genai as ov_genai
 
 from ..errors import InvalidParameterError, OpenVINOLLMError
-from .scheduler import Deliver, EndEvent, ErrorEvent, TextEvent, _Request, timing_from_clock
+from .scheduler import Deliver, EndEvent, ErrorEvent, TextEvent, WorkerThread, _Request, timing_from_clock
 
 log = logging.getLogger("openvino_llm")
 
@@ -35,22 +34,16 @@ class _Ticket:
         self.cancelled.set()
 
 
-class OptimumScheduler:
+class OptimumScheduler(WorkerThread["_Ticket | None"]):
     """Runs requests one after another on OVModelForCausalLM.generate in a worker thread."""
 
     def __init__(self, model: Any, tokenizer: ov_genai.Tokenizer, name: str) -> None:
+        super().__init__(f"openvino-llm-optimum:{name}", None)
         self._model = model
         self._tokenizer = tokenizer
-        self._inbox: queue.SimpleQueue[_Ticket | None] = queue.SimpleQueue()
         self._busy = 0
-        self._closed = False
         self._ids = 0
-        self._thread = threading.Thread(target=self._run, name=f"openvino-llm-optimum:{name}", daemon=True)
         self._thread.start()
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
 
     @property
     def active_requests(self) -> int:
@@ -62,18 +55,11 @@ class OptimumScheduler:
                 "The optimum backend has no constrained decoding (structured output, required/named tool "
                 "choice). Use backend='genai' (or 'auto') for those."
             )
-        if self._closed:
-            raise OpenVINOLLMError("This engine is closed; load the model again with load_engine(...).")
+        self._check_open()
         self._ids += 1
         ticket = _Ticket(_Request(self._ids, input_ids, config, deliver))
         self._inbox.put(ticket)
         return ticket
-
-    def close(self, timeout: float = 10.0) -> None:
-        if not self._closed:
-            self._closed = True
-            self._inbox.put(None)
-            self._thread.join(timeout)
 
     def _run(self) -> None:
         while True:

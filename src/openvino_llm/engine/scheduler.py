@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import openvino as ov
 import openvino_genai as ov_genai
@@ -59,6 +59,7 @@ class ErrorEvent:
 
 Event = TextEvent | EndEvent | ErrorEvent
 Deliver = Callable[[Event], None]
+Item = TypeVar("Item")
 
 
 @dataclass
@@ -103,39 +104,59 @@ def _finite(x: float) -> bool:
     return isinstance(x, float) and math.isfinite(x) and x > 0
 
 
-class BatchScheduler:
-    """Owns a ContinuousBatchingPipeline and runs ``step()`` on a worker thread while requests exist."""
+class WorkerThread(Generic[Item]):
+    """What both schedulers share: a daemon thread running ``_run`` over an inbox of ``Item`` commands.
 
-    def __init__(self, pipeline: ov_genai.ContinuousBatchingPipeline, tokenizer: ov_genai.Tokenizer, name: str) -> None:
-        self._pipe = pipeline
-        self._tokenizer = tokenizer
-        self._inbox: queue.SimpleQueue[tuple[str, _Request | None]] = queue.SimpleQueue()
-        self._active: dict[int, _Request] = {}
-        self._ids = itertools.count()
+    ``close`` puts ``close_item`` into the inbox and joins the thread. A subclass sets up its state,
+    then calls ``self._thread.start()``.
+    """
+
+    def __init__(self, thread_name: str, close_item: Item) -> None:
+        self._inbox: queue.SimpleQueue[Item] = queue.SimpleQueue()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=f"openvino-llm:{name}", daemon=True)
-        self._thread.start()
+        self._close_item = close_item
+        self._thread = threading.Thread(target=self._run, name=thread_name, daemon=True)
 
     @property
     def alive(self) -> bool:
+        """Whether the worker thread runs."""
         return self._thread.is_alive()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the worker thread (requests still running end as cancelled)."""
+        if not self._closed:
+            self._closed = True
+            self._inbox.put(self._close_item)
+            self._thread.join(timeout)
+
+    def _check_open(self) -> None:
+        if self._closed or not self.alive:
+            raise OpenVINOLLMError("This engine is closed; load the model again with load_engine(...).")
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class BatchScheduler(WorkerThread[tuple[str, "_Request | None"]]):
+    """Owns a ContinuousBatchingPipeline and runs ``step()`` on a worker thread while requests exist."""
+
+    def __init__(self, pipeline: ov_genai.ContinuousBatchingPipeline, tokenizer: ov_genai.Tokenizer, name: str) -> None:
+        super().__init__(f"openvino-llm:{name}", ("close", None))
+        self._pipe = pipeline
+        self._tokenizer = tokenizer
+        self._active: dict[int, _Request] = {}
+        self._ids = itertools.count()
+        self._thread.start()
 
     @property
     def active_requests(self) -> int:
         return len(self._active)
 
     def submit(self, input_ids: ov.Tensor, config: ov_genai.GenerationConfig, deliver: Deliver) -> Ticket:
-        if self._closed or not self.alive:
-            raise OpenVINOLLMError("This engine is closed; load the model again with load_engine(...).")
+        self._check_open()
         req = _Request(next(self._ids), input_ids, config, deliver)
         self._inbox.put(("add", req))
         return Ticket(self, req)
-
-    def close(self, timeout: float = 10.0) -> None:
-        if not self._closed:
-            self._closed = True
-            self._inbox.put(("close", None))
-            self._thread.join(timeout)
 
     # ---- worker thread -------------------------------------------------------------------------
 
@@ -323,4 +344,4 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-__all__ = ["AsyncInbox", "BatchScheduler", "EndEvent", "ErrorEvent", "Event", "TextEvent", "Ticket"]
+__all__ = ["AsyncInbox", "BatchScheduler", "EndEvent", "ErrorEvent", "Event", "TextEvent", "Ticket", "WorkerThread"]
