@@ -515,7 +515,9 @@ def connect(address: str | None = None, *, num_cpus: float | None = None) -> Non
     # the dashboard agent may take long to start on a busy machine; the raylet would abort after ~15 s
     os.environ.setdefault("RAY_raylet_start_wait_time_s", "120")
     kwargs: dict[str, Any] = {} if num_cpus is None else {"num_cpus": num_cpus}
-    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, logging_level=logging.WARNING, **kwargs)
+    ray.init(  # "local": a new cluster, never one that `ray start` left running on this machine
+        address="local", _node_ip_address="127.0.0.1", include_dashboard=False, logging_level=logging.WARNING, **kwargs
+    )
 
 
 def deploy(
