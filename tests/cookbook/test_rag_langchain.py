@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from tests._cross_encoder import cached_cross_encoder
 from tests.cookbook.conftest import COOKBOOK, CORPUS
+from tests.real._model import EMBEDDED_NAME
 
 import rag_langchain as app
 from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings
@@ -99,3 +101,24 @@ def test_default_corpus_is_the_project_prose_without_benchmark_tables() -> None:
     found = app.find_documents(list(app.DEFAULT_DOCS))
     assert {"README.md", "ARCHITECTURE.md", "PERFORMANCE.md"} <= set(found)
     assert not [path for path in found.values() if "perf" in path.parent.parts], "docs/perf/ tables were indexed"
+
+
+DEMO_QUESTION = "Which exception is raised when the device is not available?"
+
+
+@pytest.mark.real_model
+def test_make_demo_answers_the_readme_question_right(
+    tmp_path: Path, capsys: pytest.CaptureFixture, real_model: str
+) -> None:
+    """What ``make demo`` runs (same arguments, this project's documents), on the default chat model."""
+    argv = ["--db", str(tmp_path / "db"), "--top-k", "2", "--question", DEMO_QUESTION]
+    if real_model != EMBEDDED_NAME:  # OPENVINO_LLM_TEST_REAL_MODEL: the demo on that model instead
+        argv += ["--model", real_model]
+    assert app.main(argv) == 0
+    out = capsys.readouterr().out
+    answer = out.split("\n\nSources:\n", 1)[0]
+    assert "DeviceNotAvailableError" in answer, answer
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", answer) if len(s.strip()) > 3]
+    assert sentences and len(sentences) == len(set(sentences)), f"a sentence is repeated: {answer!r}"
+    sources = _sources(out)
+    assert sources and set(sources) <= set(app.find_documents(list(app.DEFAULT_DOCS)))

@@ -1,4 +1,8 @@
-"""ChatOpenVINO inside LangGraph and LCEL apps: a tool-calling agent loop and a streaming RAG chain."""
+"""ChatOpenVINO inside LangGraph and LCEL apps: a tool-calling agent loop and a streaming RAG chain.
+
+Both check the model's judgment (it answers with the tool's result, with a fact only the context
+has), so they run on the real-model tier's model, not on SmolLM2-135M.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from langgraph.prebuilt import ToolNode, tools_condition
 
 from langchain_openvino import ChatOpenVINO, OpenVINOEmbeddings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.real_model]
 
 
 @tool
@@ -26,13 +30,13 @@ def multiply(a: int, b: int) -> int:
     return a * b
 
 
-def test_langgraph_agent_calls_the_tool_and_answers_with_its_result(cache_dir: Path) -> None:
-    llm = ChatOpenVINO(max_tokens=48)  # the built-in default model
+def test_langgraph_agent_calls_the_tool_and_answers_with_its_result(real_model: str) -> None:
+    llm = ChatOpenVINO(model=real_model, max_tokens=48, temperature=0)
     tools = [multiply]
 
     def agent(state: MessagesState) -> dict[str, list[AIMessage]]:
-        # SmolLM2-135M answers in prose when left to choose (tool_choice="auto"), so this graph asks it
-        # for a tool call until a tool result is in, then for the answer.
+        # A hand-made graph that asks for a tool call until a tool result is in, then for the answer.
+        # (tests/real/test_agents.py leaves the choice to the model, in create_react_agent.)
         answered_by_tool = isinstance(state["messages"][-1], ToolMessage)
         model = llm.bind_tools(tools, tool_choice="none" if answered_by_tool else "required")
         return {"messages": [model.invoke(state["messages"])]}
@@ -57,7 +61,7 @@ def test_langgraph_agent_calls_the_tool_and_answers_with_its_result(cache_dir: P
     assert isinstance(tool_result, ToolMessage)
     assert tool_result.tool_call_id == call.tool_calls[0]["id"] and tool_result.content == "56211"
     assert isinstance(answer, AIMessage) and not answer.tool_calls
-    assert "56211" in answer.content  # a 135M model cannot multiply these itself: it used the result
+    assert "56211" in answer.content  # a 0.5B model cannot multiply these reliably itself: it used the result
 
 
 DOCS = [
@@ -72,7 +76,7 @@ def _format_docs(docs: list[Document]) -> str:
     return "\n".join(d.page_content for d in docs)
 
 
-async def test_rag_chain_streams_an_answer_from_the_retrieved_document(minilm_dir: Path, cache_dir: Path) -> None:
+async def test_rag_chain_streams_an_answer_from_the_retrieved_document(minilm_dir: Path, real_model: str) -> None:
     store = InMemoryVectorStore.from_texts(DOCS, OpenVINOEmbeddings(model=minilm_dir))
     retriever = store.as_retriever(search_kwargs={"k": 1})
     prompt = ChatPromptTemplate.from_messages(
@@ -81,7 +85,7 @@ async def test_rag_chain_streams_an_answer_from_the_retrieved_document(minilm_di
     chain = (
         {"context": retriever | _format_docs, "question": RunnablePassthrough()}
         | prompt
-        | ChatOpenVINO(max_tokens=40)
+        | ChatOpenVINO(model=real_model, max_tokens=40, temperature=0)
         | StrOutputParser()
     )
     question = "Which town does the river Vellin flow through?"

@@ -142,8 +142,10 @@ async def test_multi_turn_chat_engine(index: VectorStoreIndex, llm: OpenVINO) ->
 # ---- agents ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.real_model  # the answer using the tool's result is the model's judgment: SmolLM2 cannot make it
 @pytest.mark.parametrize("streaming", [True, False])
-async def test_function_agent_calls_a_real_tool(llm: OpenVINO, streaming: bool) -> None:
+async def test_function_agent_calls_a_real_tool(real_model: str, streaming: bool) -> None:
+    llm = OpenVINO(model=real_model, max_new_tokens=48, temperature=0)
     calls: list[tuple[int, int]] = []
 
     def multiply(a: int, b: int) -> int:
