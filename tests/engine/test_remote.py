@@ -64,6 +64,7 @@ def test_interface_and_results_equal_the_local_engine(remote: RemoteEngine, engi
     assert remote.model_name == engine.model_name
     assert remote.context_window == engine.context_window
     assert remote.count_tokens(PROMPT) == engine.count_tokens(PROMPT)
+    assert remote.token_ids(PROMPT) == engine.token_ids(PROMPT)
     expected = engine.generate(PROMPT, GREEDY)
     seen: list[str] = []
     gen = remote.generate(PROMPT, GREEDY, on_token=seen.append)

@@ -214,7 +214,8 @@ def test_models_health_tokenize_and_v3_paths(tiny_server, tiny_engine: Engine, e
     assert httpx.get(tiny_server.url + "/v3/models").json() == models
     assert httpx.get(tiny_server.url + "/health").json() == {"status": "ok"}
     r = httpx.post(tiny_server.url + "/tokenize", json={"prompt": PROMPT})
-    assert r.json() == {"count": tiny_engine.count_tokens(PROMPT), "max_model_len": tiny_engine.context_window}
+    ids = tiny_engine.token_ids(PROMPT)
+    assert r.json() == {"count": len(ids), "max_model_len": tiny_engine.context_window, "tokens": ids}
     r = httpx.post(
         tiny_server.url + "/v3/chat/completions",
         json={"model": tiny_engine.model_name, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 5},

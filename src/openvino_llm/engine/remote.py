@@ -6,6 +6,7 @@ messages and :class:`~openvino_llm.GenerationParams` and give back the same
 :class:`~openvino_llm.Generation` / :class:`~openvino_llm.Chunk` objects (usage, tool calls, timing
 measured on the client), so code written for the local engine runs against a server unchanged.
 
+    >>> from openvino_llm import GenerationParams
     >>> from openvino_llm.engine.remote import RemoteEngine
     >>> engine = RemoteEngine("http://127.0.0.1:8000/v1", api_key="...", timeout=60, max_retries=2)
     >>> engine.generate("What is the capital of France?", GenerationParams(temperature=0)).text
@@ -128,6 +129,13 @@ class RemoteEngine:
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` encodes to, asked of the server (``POST /tokenize``, openvino-llm and vLLM)."""
+        return int(self._tokenize(text)["count"])
+
+    def token_ids(self, text: str) -> list[int]:
+        """The ids of the tokens ``text`` encodes to, asked of the server (``POST /tokenize``)."""
+        return [int(i) for i in self._tokenize(text)["tokens"]]
+
+    def _tokenize(self, text: str) -> dict[str, Any]:
         if not isinstance(text, str):
             raise InvalidParameterError(f"text must be a string, got {type(text).__name__}.")
         root = self.base_url.rsplit("/", 1)[0] if self.base_url.endswith(("/v1", "/v3")) else self.base_url
@@ -137,7 +145,7 @@ class RemoteEngine:
         if response.status_code == 404:
             raise OpenVINOLLMError(f"The server at {self.base_url} cannot count tokens (no /tokenize route).")
         _raise_for_status(response, response.read())
-        return int(response.json()["count"])
+        return dict(response.json())
 
     def generate(
         self,

@@ -739,11 +739,11 @@ class _Server:
         if (req.prompt is None) == (req.messages is None):
             raise APIError(400, "Pass either prompt or messages.", param="prompt")
         if req.prompt is not None:
-            count = await asyncio.to_thread(self.engine.count_tokens, req.prompt)
+            text = req.prompt
         else:
-            rendered = self.engine.render(to_core_messages(req.messages or []))
-            count = await asyncio.to_thread(self.engine.count_tokens, rendered)
-        return JSONResponse({"count": count, "max_model_len": self.engine.context_window})
+            text = self.engine.render(to_core_messages(req.messages or []))
+        tokens = await asyncio.to_thread(self.engine.token_ids, text)
+        return JSONResponse({"count": len(tokens), "max_model_len": self.engine.context_window, "tokens": tokens})
 
 
 def create_app(
