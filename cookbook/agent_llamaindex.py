@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--question", "-q", required=True, help="what to ask the agent")
-    parser.add_argument("--model", help="chat model: IR folder, .gguf, HF folder or hub id; None: SmolLM2-135M")
+    parser.add_argument("--model", help="chat model: name, IR, .gguf, checkpoint or hub id; None: qwen2.5-coder-0.5b")
     parser.add_argument("--device", default="AUTO", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
     parser.add_argument("--weight-format", help="weight format when exporting a Hugging Face model: int4, int8, fp16")
     parser.add_argument("--docs", type=Path, nargs="+", default=list(rag_llamaindex.DEFAULT_DOCS), help="searched")

@@ -11,7 +11,7 @@ What it does:
    next run embeds only new or changed files and drops the chunks of deleted ones.
 2. Retrieve: the chunks closest to the question; with ``--reranker MODEL`` (a cross-encoder) the
    candidates are reranked with ``OpenVINORerank`` first.
-3. Answer: ``ChatOpenVINO`` (default SmolLM2-135M-Instruct) answers from those chunks, streamed to
+3. Answer: ``ChatOpenVINO`` (default Qwen2.5-Coder-0.5B-Instruct) answers from those chunks, streamed to
    the terminal, followed by the files it was given as sources.
 
 Needs ``pip install "openvino-llm[cookbook]"``. Everything runs offline.
@@ -110,7 +110,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The documents, index and model options (shared with chat_ui.py)."""
     parser.add_argument("--docs", type=Path, nargs="+", default=list(DEFAULT_DOCS), help="folders or text files")
     parser.add_argument("--db", type=Path, default=DEFAULT_DB, help="Chroma folder (created, then reused)")
-    parser.add_argument("--model", help="chat model: IR folder, .gguf, HF folder or hub id; None: SmolLM2-135M")
+    parser.add_argument("--model", help="chat model: name, IR, .gguf, checkpoint or hub id; None: qwen2.5-coder-0.5b")
     parser.add_argument("--embedding-model", help="embedding model; None: the built-in all-MiniLM-L6-v2")
     parser.add_argument("--reranker", help="cross-encoder to rerank retrieved chunks (none ships with openvino-llm)")
     parser.add_argument("--device", default="AUTO", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")

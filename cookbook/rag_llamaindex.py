@@ -139,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chat", action="store_true", help="chat: read follow-up questions from stdin, one a line")
     parser.add_argument("--docs", type=Path, nargs="+", default=list(DEFAULT_DOCS), help="folders or text files")
     parser.add_argument("--db", type=Path, default=DEFAULT_DB, help="Chroma folder (created, then reused)")
-    parser.add_argument("--model", help="chat model: IR folder, .gguf, HF folder or hub id; None: SmolLM2-135M")
+    parser.add_argument("--model", help="chat model: name, IR, .gguf, checkpoint or hub id; None: qwen2.5-coder-0.5b")
     parser.add_argument("--embedding-model", help="embedding model; None: the built-in all-MiniLM-L6-v2")
     parser.add_argument("--reranker", help="cross-encoder to rerank retrieved nodes (none ships with openvino-llm)")
     parser.add_argument("--device", default="AUTO", help="OpenVINO device: CPU, GPU, NPU, AUTO, ...")
