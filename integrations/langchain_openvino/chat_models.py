@@ -25,6 +25,7 @@ from pydantic import PrivateAttr, SecretStr
 
 from openvino_llm import Engine, GenerationParams, load_engine
 from openvino_llm.chat.schemas import ANY_JSON_OBJECT, minimal_json, response_format_schema, truncation_message
+from openvino_llm.engine.remote import RemoteEngine
 from openvino_llm.errors import InvalidParameterError, OutputTruncatedError
 from openvino_llm.types import Chunk, Generation, Message
 
@@ -152,12 +153,15 @@ class ChatOpenVINO(BaseChatModel):
     """Seconds a call may take (wall time, prompt processing included); when exceeded the generation is
     cancelled and ``GenerationTimeoutError`` (a ``TimeoutError``) is raised. None: no limit. Also per call."""
     max_retries: int | None = None
-    """Accepted so that generic code can pass it to every chat model. A local generation is not retried:
-    its errors (bad input, a cut output, a timeout) would repeat. Wrap the model in ``.with_retry()`` to
-    retry anyway."""
+    """With ``base_url``: retries of a request that could not connect or got 429/5xx (default 2). Locally
+    accepted so that generic code can pass it to every chat model: a local generation is not retried (its
+    errors would repeat); wrap the model in ``.with_retry()`` to retry anyway."""
     api_key: SecretStr | None = None
-    """Accepted so that generic code can pass it to every chat model; a local model needs no key, so it is
-    ignored (and never logged or serialized)."""
+    """With ``base_url``: the server's key (default ``$OPENVINO_LLM_API_KEY``). Locally ignored (never
+    logged or serialized)."""
+    base_url: str | None = None
+    """An OpenAI-compatible server to run on instead of a local model (``openvino-llm serve``:
+    ``http://host:8000/v1``; OpenVINO Model Server: ``.../v3``); ``model`` is then the served model's name."""
 
     _engine: Engine = PrivateAttr()
     _defaults: GenerationParams = PrivateAttr()
@@ -189,6 +193,13 @@ class ChatOpenVINO(BaseChatModel):
         self._engine = self._load(self.model)
 
     def _load(self, model: str | Path | None) -> Engine:
+        if self.base_url is not None:
+            return RemoteEngine(  # type: ignore[return-value]  # the Engine interface over HTTP
+                self.base_url,
+                model=str(model) if model is not None else None,
+                api_key=self.api_key.get_secret_value() if self.api_key is not None else None,
+                max_retries=self.max_retries if self.max_retries is not None else 2,
+            )
         return load_engine(model, **{name: getattr(self, name) for name in _LOAD_ARGS})
 
     def _get_engine(self, model: str | Path | None = None) -> Engine:
