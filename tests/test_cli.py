@@ -45,9 +45,16 @@ _STATS = re.compile(r"\[finish: (\w+), (\d+) prompt \+ (\d+) generated tokens, T
 
 
 @pytest.mark.slow
-def test_generate_with_the_default_model_knows_paris(smollm2_gguf: Path, cache_dir: Path) -> None:
+def test_generate_with_smollm2_knows_paris(smollm2_gguf: Path, cache_dir: Path) -> None:
     proc = run_cli(
-        "generate", "What is the capital of France?", "--temperature", "0", "--max-new-tokens", "24", cache=cache_dir
+        "generate",
+        "smollm2-135m",
+        "What is the capital of France?",
+        "--temperature",
+        "0",
+        "--max-new-tokens",
+        "24",
+        cache=cache_dir,
     )
     assert proc.returncode == 0, proc.stderr
     assert "Paris" in proc.stdout
@@ -60,7 +67,7 @@ def test_generate_with_the_default_model_knows_paris(smollm2_gguf: Path, cache_d
 def test_chat_keeps_history_and_stops_at_exit(smollm2_gguf: Path, cache_dir: Path) -> None:
     proc = run_cli(
         "chat",
-        "default",
+        "smollm2-135m",
         "--temperature",
         "0",
         "--max-new-tokens",

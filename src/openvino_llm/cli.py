@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
     _add_common(p)
 
+    p = sub.add_parser("models", help="list the models shipped on PyPI and whether each is installed")
+    _add_common(p)
+
     p = sub.add_parser("devices", help="list the OpenVINO devices of this machine")
     _add_common(p)
 
@@ -85,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         "words",
         nargs="+",
         metavar="[MODEL] PROMPT",
-        help="model (path, hub id, or 'default'; may be omitted) and prompt",
+        help="model (path, hub id, short name such as 'smollm2-135m', or 'default'; may be omitted) and prompt",
     )
     _add_generation(p)
     _add_common(p)
@@ -163,7 +166,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     source = args.source
     model_id = None
     if source.strip().lower() == "default":
-        path, _ = default_model_path(args.task)
+        path, _ = default_model_path(args.task, args.cache_dir)
     else:
         path = Path(source).expanduser()
         if not path.exists():
@@ -184,12 +187,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             trust_remote_code=args.trust_remote_code,
             revision=args.revision,
         )
-    elif path.suffix.lower() == ".gguf" and path.is_file():
-        if options.weight_format is None:
-            raise InvalidParameterError(
-                f"{path.name} is a GGUF file: it needs no export, pass it directly as MODEL to generate/chat; "
-                "or give --weight-format (fp16, int8, int4) to re-export it with OpenVINO's compression."
-            )
+    elif path.suffix.lower() == ".gguf" and path.is_file():  # without --weight-format: the nearest formats
         report = export_model(str(path), args.out, task=args.task, options=options)
     else:
         raise ModelNotFoundError(
@@ -197,6 +195,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
             "nor a .gguf file."
         )
     print(report.summary())
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import embedded_status
+    from .models.embedded import DEFAULT_MODELS
+
+    rows = [("NAME", "TASK", "MODEL", "STATUS")]
+    for model, status in embedded_status(args.cache_dir):
+        default = " (default)" if DEFAULT_MODELS.get(model.task) == model.name else ""
+        rows.append((model.name, model.task + default, model.title, status))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[3])
     return 0
 
 
@@ -416,6 +428,7 @@ def _serve_on_ray(args: argparse.Namespace, model: str | None, ov_config: Any, l
 
 _COMMANDS = {
     "export": _cmd_export,
+    "models": _cmd_models,
     "devices": _cmd_devices,
     "generate": _cmd_generate,
     "chat": _cmd_chat,

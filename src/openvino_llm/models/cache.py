@@ -99,7 +99,8 @@ def exports_dir(cache_dir: Path) -> Path:
     return Path(cache_dir) / "exports"
 
 
-def _lock_path(cache_dir: Path, key: str) -> Path:
+def lock_file(cache_dir: Path, key: str) -> Path:
+    """The lock file of ``key`` in ``<cache>/locks/`` (the folder is created)."""
     locks = Path(cache_dir) / "locks"
     locks.mkdir(parents=True, exist_ok=True)
     return locks / f"{key}.lock"
@@ -163,7 +164,7 @@ def _cache_write_message(cache_dir: Path, e: OSError) -> str:
 def _build_locked(
     cache_dir: Path, key: str, metadata: Mapping[str, Any], build: Callable[[Path], ExportReport]
 ) -> tuple[Path, bool]:
-    lock = FileLock(str(_lock_path(cache_dir, key)))
+    lock = FileLock(str(lock_file(cache_dir, key)))
     try:
         lock.acquire(timeout=1)
     except Timeout:
@@ -240,14 +241,14 @@ def clear_cache(cache_dir: Path, key: str | None = None, *, all_entries: bool = 
         path = root / key
         if not path.is_dir():
             raise InvalidParameterError(f"No cache entry {key!r} in {root}; see `openvino-llm cache list`.")
-        with FileLock(str(_lock_path(cache_dir, key))):
+        with FileLock(str(lock_file(cache_dir, key))):
             shutil.rmtree(path)
         return [key]
     if root.is_dir():
         for path in sorted(root.iterdir()):
             if path.name.startswith(_TMP_PREFIX):
                 entry_key = _key_of_tmp(path.name)
-                lock = FileLock(str(_lock_path(cache_dir, entry_key))) if entry_key else None
+                lock = FileLock(str(lock_file(cache_dir, entry_key))) if entry_key else None
                 try:
                     if lock is not None:
                         lock.acquire(timeout=0)
@@ -321,5 +322,6 @@ __all__ = [
     "exports_dir",
     "folder_fingerprint",
     "list_cache",
+    "lock_file",
     "package_versions",
 ]

@@ -1,8 +1,9 @@
-"""Export Hugging Face checkpoints (a folder, a hub id, or a GGUF file's dequantized weights) to OpenVINO IR.
+"""Export a Hugging Face checkpoint (a folder or a hub id), or a GGUF file, to an OpenVINO IR folder.
 
-Export goes through optimum-intel (``main_export``, which also converts the tokenizer with
-openvino-tokenizers) and, for int8/int4, its NNCF quantization. Torch and optimum are imported
-inside the functions that need them, so GGUF files and IR folders work without the ``export`` extra.
+A checkpoint goes through optimum-intel (``main_export``, which also converts the tokenizer with
+openvino-tokenizers) and, for int8/int4, its NNCF quantization; a GGUF file through the torch-free
+re-export of :mod:`.gguf_export`. Torch and optimum are imported inside the functions that need
+them, so GGUF files and IR folders work without the ``export`` extra.
 The result is written to a temporary folder next to its destination and renamed when complete.
 
     from openvino_llm.models import CompressionOptions, export_model
@@ -13,14 +14,14 @@ The result is written to a temporary folder next to its destination and renamed 
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from ..errors import ExportError, ModelNotFoundError
 from .cache import atomic_directory
-from .gguf import check_gguf_export, dequantize_gguf, install_gguf_tokenizer, is_gguf_file
+from .gguf import is_gguf_file
+from .gguf_export import check_gguf_export, reexport_gguf_into, require_gguf_export
 from .hub import fetch_hub_snapshot, is_hub_id
 from .ir import check_ir_folder
 from .options import OPTIMUM_TASKS, CompressionOptions, check_task
@@ -65,9 +66,9 @@ def export_model(
 ) -> ExportReport:
     """Export a Hugging Face checkpoint (folder or downloaded hub snapshot) or a GGUF file to an OpenVINO IR folder.
 
-    The tokenizer (and detokenizer, for text generation) are converted with openvino-tokenizers
-    (for a GGUF file: by openvino-genai). A GGUF file needs a ``weight_format``: its weights are
-    dequantized exactly (transformers) and compressed again by NNCF.
+    The tokenizer (and detokenizer, for text generation) are converted with openvino-tokenizers.
+    A GGUF file is dequantized exactly and each weight goes to the OpenVINO format nearest to its
+    own, or with a ``weight_format`` every weight to that format (no torch; see :mod:`.gguf_export`).
     ``out_dir`` must not exist (or be empty); it appears only when the export is complete.
     ``progress`` is called with the name of each stage (``"export"``, ``"compress"``, ``"verify"``).
 
@@ -76,9 +77,16 @@ def export_model(
     task = check_task(task)
     options = options or CompressionOptions()
     out_dir = Path(out_dir).expanduser().resolve()
-    if is_gguf_file(source):
-        check_gguf_export(Path(source).expanduser(), task, options)
+    gguf = Path(source).expanduser().resolve() if is_gguf_file(source) else None
+    if gguf is not None:
+        require_gguf_export(check_gguf_export(gguf, task, options), options)
     check_output_dir(out_dir)
+    if gguf is not None:
+        with output_errors(out_dir), atomic_directory(out_dir) as tmp:
+            report = reexport_gguf_into(gguf, tmp, options, progress=progress)
+        report = report.moved_to(out_dir)
+        logger.info("Exported %s: %s", gguf, report.summary())
+        return report
     model_id = None
     if not Path(source).expanduser().exists():
         if not is_hub_id(str(source)):
@@ -113,12 +121,9 @@ def export_into(
     progress: ProgressCallback | None,
     model_id: str | None = None,
 ) -> ExportReport:
-    """Export ``source`` into the (existing, empty) folder ``out``. No atomicity here."""
+    """Export the checkpoint ``source`` into the (existing, empty) folder ``out``. No atomicity here."""
     main_export, main_quantize, OVConfig = require_optimum_export()
     start = time.perf_counter()
-    gguf = Path(source) if is_gguf_file(source) else None
-    if gguf is not None:
-        check_gguf_export(gguf, task, options)
     quant = options.optimum_quantization_config(model_id or source)
     if quant is not None:
         ov_config = OVConfig(quantization_config=quant)
@@ -127,31 +132,25 @@ def export_into(
     else:
         ov_config = None
     optimum_task = OPTIMUM_TASKS[task]
-    gguf_stages = ("dequantize", "export") if gguf is not None else ("export",)
-    stages = [*gguf_stages, *(["compress"] if quant else []), *(["tokenizer"] if gguf else []), "verify"]
+    stages = ["export", *(["compress"] if quant else []), "verify"]
     bar = Progress(f"Exporting {Path(source).name or source}", stages, progress)
-    export_from = source
     try:
         with library_verbosity():
             try:
-                if gguf is not None:
-                    bar.stage("dequantize")
-                    export_from = str(dequantize_gguf(gguf, out / ".dequantized"))
                 bar.stage("export")
                 main_export(
-                    model_name_or_path=export_from,
+                    model_name_or_path=source,
                     output=out,
                     task=optimum_task,
                     trust_remote_code=trust_remote_code,
                     revision=revision or "main",
                     ov_config=ov_config,
-                    convert_tokenizer=gguf is None,
                     library_name="transformers",
                 )
                 if quant is not None:
                     bar.stage("compress")
                     main_quantize(
-                        model_name_or_path=export_from,
+                        model_name_or_path=source,
                         task=optimum_task,
                         library_name="transformers",
                         quantization_config=ov_config.quantization_config,
@@ -160,10 +159,6 @@ def export_into(
                         trust_remote_code=trust_remote_code,
                         revision=revision or "main",
                     )
-                if gguf is not None:
-                    shutil.rmtree(out / ".dequantized", ignore_errors=True)
-                    bar.stage("tokenizer")
-                    install_gguf_tokenizer(gguf, out)
             except (ExportError, KeyboardInterrupt):
                 raise
             except Exception as e:

