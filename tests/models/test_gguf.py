@@ -246,7 +246,7 @@ def test_reexport_needs_no_torch(gguf_files: dict[str, Path], tmp_path: Path) ->
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["ir"]
+    assert proc.stdout.split()[-1] == "ir"  # after NNCF's progress bar
 
 
 def test_a_mixed_file_gets_each_tensor_its_nearest_format(tiny_hf_dir: Path, tmp_path: Path) -> None:
