@@ -497,8 +497,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
 
 def _source_gguf(opts: BenchOptions) -> Path | None:
     """The .gguf file MODEL names (the default model is one), whatever weight formats are measured."""
-    from ..models.export import is_gguf_file
-    from ..models.resolve import resolve_model
+    from ..models import is_gguf_file, resolve_model
 
     if opts.model is None:
         resolved = resolve_model(None)
@@ -536,8 +535,7 @@ def _ov_config_text(config: dict[str, str]) -> str:
 
 
 def _resolve(opts: BenchOptions, fmt: str | None) -> Any:
-    from ..models.export import CompressionOptions
-    from ..models.resolve import resolve_model
+    from ..models import CompressionOptions, resolve_model
 
     compression = None
     if fmt is not None and fmt.startswith("int4") and (opts.group_size is not None or opts.sym):
