@@ -55,6 +55,7 @@ from llama_index.core.utils import set_global_tokenizer
 
 from openvino_llm import Engine, GenerationParams, load_engine
 from openvino_llm.chat.schemas import minimal_json, truncation_message
+from openvino_llm.engine.remote import RemoteEngine
 from openvino_llm.errors import InvalidParameterError, OutputTruncatedError
 from openvino_llm.types import Chunk, Generation, Message, ToolSpec
 
@@ -376,6 +377,12 @@ class OpenVINO(FunctionCallingLLM):
     )
     stop: list[str] | None = Field(default=None, description="Stop generating at any of these strings.")
     seed: int | None = Field(default=None, ge=0, description="Random seed for sampling.")
+    base_url: str | None = Field(
+        default=None,
+        description="An openvino-llm server (http://host:8000/v1) to run on instead of a local model; "
+        "``model`` is then the served model's name.",
+    )
+    api_key: str | None = Field(default=None, description="With base_url: the server's key.", exclude=True)
     context_window: int | None = Field(
         default=None,
         gt=0,
@@ -406,16 +413,19 @@ class OpenVINO(FunctionCallingLLM):
             kwargs["max_new_tokens"] = alias
         super().__init__(**kwargs)
         # Loaded after validation, so core errors (missing model, bad device...) reach the caller unchanged.
-        engine = self._engine = load_engine(
-            self.model,
-            device=self.device,
-            weight_format=self.weight_format,
-            ov_config=self.ov_config,
-            backend=self.backend,
-            cache_dir=self.cache_dir,
-            draft_model=self.draft_model,
-            prompt_lookup=self.prompt_lookup,
-        )
+        if self.base_url is not None:  # an OpenAI-compatible server: the Engine interface over HTTP
+            engine = self._engine = RemoteEngine(self.base_url, model=self.model, api_key=self.api_key)  # type: ignore[assignment]
+        else:
+            engine = self._engine = load_engine(
+                self.model,
+                device=self.device,
+                weight_format=self.weight_format,
+                ov_config=self.ov_config,
+                backend=self.backend,
+                cache_dir=self.cache_dir,
+                draft_model=self.draft_model,
+                prompt_lookup=self.prompt_lookup,
+            )
         if self.context_window is None:
             self.context_window = engine.context_window
         elif self.context_window > engine.context_window:

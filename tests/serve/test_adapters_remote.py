@@ -40,3 +40,18 @@ async def test_chat_openvino_with_base_url(keyed_server: LiveServer, tiny_engine
     assert [(c["name"], c["args"]) for c in call.tool_calls] == [(c.name, c.arguments) for c in local.tool_calls]
     with pytest.raises(Exception, match="API key"):
         langchain_openvino.ChatOpenVINO(base_url=keyed_server.url + "/v1", api_key="wrong", model="m").invoke("hi")
+
+
+def test_llama_index_openvino_with_base_url(keyed_server: LiveServer, tiny_engine: Engine) -> None:
+    llama_index_openvino = pytest.importorskip("llama_index_openvino")
+    from llama_index.core.llms import ChatMessage
+
+    llm = llama_index_openvino.OpenVINO(
+        base_url=keyed_server.url + "/v1", api_key=API_KEY, temperature=0, max_new_tokens=12
+    )
+    assert llm.metadata.model_name == tiny_engine.model_name
+    expected = tiny_engine.generate("hello there", GenerationParams(temperature=0, max_new_tokens=12))
+    reply = llm.chat([ChatMessage(role="user", content="hello there")])
+    assert reply.message.content == expected.text
+    streamed = list(llm.stream_chat([ChatMessage(role="user", content="hello there")]))
+    assert streamed[-1].message.content == expected.text

@@ -135,12 +135,25 @@ class RemoteEngine:
         """The ids of the tokens ``text`` encodes to, asked of the server (``POST /tokenize``)."""
         return [int(i) for i in self._tokenize(text)["tokens"]]
 
-    def _tokenize(self, text: str) -> dict[str, Any]:
-        if not isinstance(text, str):
+    def render(self, messages: str | Sequence[Message], params: GenerationParams | None = None) -> str:
+        """The prompt text the server gives the model for ``messages`` (openvino-llm serve's ``/tokenize``).
+
+        ``params`` is accepted for the local engine's signature; the tool section is not rendered.
+        """
+        body = self._tokenize(None, messages=openai_messages(messages))
+        if "prompt" not in body:
+            raise OpenVINOLLMError(f"The server at {self.base_url} does not render chat templates.")
+        return str(body["prompt"])
+
+    def _tokenize(self, text: str | None, messages: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        if messages is None and not isinstance(text, str):
             raise InvalidParameterError(f"text must be a string, got {type(text).__name__}.")
         root = self.base_url.rsplit("/", 1)[0] if self.base_url.endswith(("/v1", "/v3")) else self.base_url
         response = self._send(
-            lambda: self._client.post(root + "/tokenize", json={"model": self.model_name, "prompt": text})
+            lambda: self._client.post(
+                root + "/tokenize",
+                json={"model": self.model_name, **({"prompt": text} if messages is None else {"messages": messages})},
+            )
         )
         if response.status_code == 404:
             raise OpenVINOLLMError(f"The server at {self.base_url} cannot count tokens (no /tokenize route).")

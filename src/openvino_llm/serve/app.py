@@ -743,7 +743,10 @@ class _Server:
         else:
             text = self.engine.render(to_core_messages(req.messages or []))
         tokens = await asyncio.to_thread(self.engine.token_ids, text)
-        return JSONResponse({"count": len(tokens), "max_model_len": self.engine.context_window, "tokens": tokens})
+        body = {"count": len(tokens), "max_model_len": self.engine.context_window, "tokens": tokens}
+        if req.messages is not None:
+            body["prompt"] = text  # this server's extension: the chat template applied
+        return JSONResponse(body)
 
 
 def create_app(
