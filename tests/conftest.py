@@ -125,3 +125,12 @@ def tiny_model(tiny_hf_dir: Path, cache_dir: Path) -> Path:
     from openvino_llm.models.resolve import resolve_model
 
     return resolve_model(tiny_hf_dir, task="text-generation").path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the real-model tier's known model limits in LangChain's standard suites (tests/real/)."""
+    for item in items:
+        module = getattr(item, "module", None)
+        names = getattr(module, "XFAIL_STRUCTURED", ())
+        if names and getattr(item, "originalname", item.name) in names:
+            item.add_marker(module.STRUCTURED_LOOPS)

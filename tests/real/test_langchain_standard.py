@@ -18,6 +18,7 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 from tests.real._model import real_model
 
 from langchain_openvino import ChatOpenVINO
+from openvino_llm.errors import OutputTruncatedError
 
 pytestmark = [pytest.mark.slow, pytest.mark.real_model]
 
@@ -79,3 +80,14 @@ class TestQwenIntegration(_Capabilities, ChatModelIntegrationTests):
         # Not in chat_model_params: test_standard_params passes max_tokens itself. Room for the
         # suites' longest structured outputs (a joke with setup, punchline and rating).
         return {"max_tokens": 256}
+
+
+STRUCTURED_LOOPS = pytest.mark.xfail(
+    reason="model limit: greedy Qwen2.5-Coder-0.5B-Instruct repeats itself inside the joke's free-text 'setup' "
+    "field until max_tokens (256), so the constrained JSON never closes (OutputTruncatedError)",
+    raises=OutputTruncatedError,
+)
+
+
+XFAIL_STRUCTURED = ("test_structured_output", "test_structured_output_async", "test_structured_output_pydantic_2_v1",
+                    "test_structured_output_optional_param")  # fmt: skip
