@@ -195,7 +195,7 @@ def _source_folders(resolved: Any) -> list[Path]:
     folders = [path if path.is_dir() else path.parent]
     source = str(resolved.source)
     if source == "default":
-        from ..models.resolve import default_model_path
+        from ..models import default_model_path
 
         folders.append(default_model_path("feature-extraction")[0])
     elif Path(source).expanduser().is_dir():
@@ -272,7 +272,7 @@ class EmbeddingModel:
         self.device = check_device(device)
         properties = compile_properties(ov_config, cache_dir)
 
-        from ..models.resolve import resolve_model
+        from ..models import resolve_model
 
         resolved = resolve_model(model, task="feature-extraction", cache_dir=cache_dir)
         self.path: Path = Path(resolved.path)

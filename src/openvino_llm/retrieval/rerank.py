@@ -91,7 +91,7 @@ class RerankModel:
         self.device = check_device(device)
         properties = compile_properties(ov_config, cache_dir)
 
-        from ..models.resolve import resolve_model
+        from ..models import resolve_model
 
         resolved = resolve_model(model, task="text-classification", cache_dir=cache_dir)
         self.path: Path = Path(resolved.path)
