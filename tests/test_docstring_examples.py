@@ -19,8 +19,8 @@ from tests._cross_encoder import cached_cross_encoder
 
 import langchain_openvino
 import llama_index_openvino
-import openvino_llm.retrieval.embeddings
 import openvino_llm.engine.engine
+import openvino_llm.retrieval.embeddings
 import openvino_llm.retrieval.rerank
 
 SKIP = {

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openvino_llm.retrieval.embeddings import EmbeddingModel
 from openvino_llm.errors import DeviceNotAvailableError, InvalidParameterError, ModelNotFoundError
+from openvino_llm.retrieval.embeddings import EmbeddingModel
 
 TEXTS = [
     "Paris is the capital and largest city of France.",

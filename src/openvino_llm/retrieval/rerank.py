@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..devices import check_device, compile_properties
+from ..errors import InvalidParameterError, ModelNotFoundError
 from .embeddings import (
     _check_positive_int,
     _check_text,
@@ -30,7 +31,6 @@ from .embeddings import (
     _shared_pipeline,
     _SharedPipeline,
 )
-from ..errors import InvalidParameterError, ModelNotFoundError
 
 # TextRerankPipeline.Config.top_n defaults to 3 and cuts inside the pipeline; ask for everything
 # and apply top_n here, after merging the batches.
