@@ -104,6 +104,12 @@ def test_short_names_select_the_embedded_models(smollm2_gguf: Path, minilm_dir: 
         embedded_model_path("gpt-9")
 
 
+def test_an_embedded_model_is_also_found_by_its_title(smollm2_gguf: Path) -> None:
+    assert embedded_models.embedded_model("SmolLM2-135M-Instruct") is EMBEDDED_MODELS["smollm2-135m"]
+    assert embedded_model_path("smollm2-135m-instruct") == (smollm2_gguf, "SmolLM2-135M-Instruct")
+    assert embedded_models.embedded_model("SmolLM2") is None
+
+
 def test_a_local_path_wins_over_a_short_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     Path("smollm2-135m").mkdir()

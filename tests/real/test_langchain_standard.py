@@ -23,7 +23,9 @@ from openvino_llm.errors import OutputTruncatedError
 pytestmark = [pytest.mark.slow, pytest.mark.real_model]
 
 MODEL = real_model()  # the suites read their model from class properties, not from fixtures
-OTHER_MODEL = "smollm2-135m"  # the other embedded chat model, for the model-override tests
+# The other embedded chat model, for the model-override tests, by its title: the suite checks that the
+# name it passes appears in response_metadata["model_name"], which is the model's title.
+OTHER_MODEL = "SmolLM2-135M-Instruct"
 
 
 class _Capabilities:

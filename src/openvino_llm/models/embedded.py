@@ -125,8 +125,9 @@ DEFAULT_MODELS = {"text-generation": "qwen2.5-coder-0.5b", "feature-extraction":
 
 
 def embedded_model(name: str) -> EmbeddedModel | None:
-    """The embedded model of a short name (any case), or ``None``."""
-    return EMBEDDED_MODELS.get(name.strip().lower())
+    """The embedded model of a short name or title (any case: ``"smollm2-135m"``, ``"SmolLM2-135M-Instruct"``)."""
+    key = name.strip().lower()
+    return EMBEDDED_MODELS.get(key) or next((m for m in EMBEDDED_MODELS.values() if m.title.lower() == key), None)
 
 
 def _distribution_file(dist_name: str, suffix: str) -> Path | None:
