@@ -18,7 +18,7 @@ from typing import Any
 from ..chat.families import HermesFamily, ToolFamily
 from ..chat.families.stream import ToolCallStream
 from ..chat.reasoning import ReasoningSplitter, ReasoningTags
-from ..errors import GenerationCancelledError, OutputTruncatedError
+from ..errors import GenerationCancelledError, OpenVINOLLMError, OutputTruncatedError
 from ..types import Chunk, Generation, Timing, ToolCallDelta, ToolSpec, Usage
 from .scheduler import EndEvent, ErrorEvent, Event, TextEvent, Ticket
 
@@ -200,11 +200,18 @@ def partial_marker(text: str, markers: Sequence[str]) -> int:
 class Collector:
     """Joins a stream's chunks into one :class:`Generation` (the twins ``generate``/``agenerate``).
 
-    ``on_token`` is called with each chunk's text as it is added.
+    ``on_token`` is called with each chunk's text as it is added; ``missing_final`` is the message of
+    the :class:`~openvino_llm.errors.OpenVINOLLMError` raised when the stream ended without its final chunk.
     """
 
-    def __init__(self, on_token: Callable[[str], Any] | None = None) -> None:
+    def __init__(
+        self,
+        on_token: Callable[[str], Any] | None = None,
+        *,
+        missing_final: str = "The stream ended without a final chunk.",
+    ) -> None:
         self._on_token = on_token
+        self._missing_final = missing_final
         self._parts: list[str] = []
         self._reasoning: list[str] = []
         self._final: Chunk | None = None
@@ -223,7 +230,8 @@ class Collector:
     def generation(self) -> Generation:
         """The whole reply; call after the final chunk was added."""
         final = self._final
-        assert final is not None and final.usage is not None and final.timing is not None
+        if final is None or final.usage is None or final.timing is None:
+            raise OpenVINOLLMError(self._missing_final)
         return Generation(
             text="".join(self._parts),
             finish_reason=final.finish_reason or "stop",

@@ -37,6 +37,7 @@ from ..errors import (
     OutputTruncatedError,
 )
 from ..types import Chunk, Generation, GenerationParams, Message, Timing, ToolCall, ToolCallDelta, Usage
+from .output import Collector
 
 try:
     import httpx
@@ -48,6 +49,7 @@ API_KEY_ENV = "OPENVINO_LLM_API_KEY"
 #: ``context_window`` when the server does not report one (OVMS does not).
 DEFAULT_CONTEXT_WINDOW = 2048
 _RETRY_STATUS = frozenset({429, 502, 503, 504})
+_NO_FINAL = "The server's stream ended without a final event."
 
 
 class RemoteEngine:
@@ -173,7 +175,7 @@ class RemoteEngine:
         ``timeout``: seconds of wall time for the whole call; when passed the connection is closed
         (the server drops the request) and :class:`~openvino_llm.errors.GenerationTimeoutError` raised.
         """
-        collector = _Collector(on_token)
+        collector = Collector(on_token, missing_final=_NO_FINAL)
         for chunk in self.stream(messages, params, timeout=timeout):
             collector.add(chunk)
         return collector.generation()
@@ -194,7 +196,7 @@ class RemoteEngine:
         timeout: float | None = None,
     ) -> Generation:
         """Async twin of :meth:`generate`."""
-        collector = _Collector(on_token)
+        collector = Collector(on_token, missing_final=_NO_FINAL)
         async for chunk in self.astream(messages, params, timeout=timeout):
             collector.add(chunk)
         return collector.generation()
@@ -494,38 +496,6 @@ class _SSEParser:
             timing=timing,
             tool_calls=calls,
             model_name=self._model,  # type: ignore[arg-type]
-        )
-
-
-class _Collector:
-    def __init__(self, on_token: Callable[[str], Any] | None) -> None:
-        self._on_token = on_token
-        self._parts: list[str] = []
-        self._reasoning: list[str] = []
-        self._final: Chunk | None = None
-
-    def add(self, chunk: Chunk) -> None:
-        if chunk.reasoning:
-            self._reasoning.append(chunk.reasoning)
-        if chunk.text:
-            self._parts.append(chunk.text)
-            if self._on_token is not None:
-                self._on_token(chunk.text)
-        if chunk.is_final:
-            self._final = chunk
-
-    def generation(self) -> Generation:
-        final = self._final
-        if final is None or final.usage is None or final.timing is None:
-            raise OpenVINOLLMError("The server's stream ended without a final event.")
-        return Generation(
-            text="".join(self._parts),
-            finish_reason=final.finish_reason or "stop",
-            usage=final.usage,
-            timing=final.timing,
-            tool_calls=final.tool_calls,
-            model_name=final.model_name,
-            reasoning="".join(self._reasoning),
         )
 
 
