@@ -25,7 +25,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from ..errors import (
@@ -208,38 +208,23 @@ class RemoteEngine:
         body = self._body(messages, params)
         deadline = _deadline(timeout)
         client = self._aclient()
-        url = self.base_url + "/chat/completions"
-        response = None
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = await client.send(client.build_request("POST", url, json=body), stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-                if attempt == self.max_retries:
-                    raise OpenVINOLLMError(f"Cannot connect to {self.base_url}: {e}") from e
-                await asyncio.sleep(_backoff(attempt, None))
-                continue
-            except httpx.TimeoutException as e:
-                raise OpenVINOLLMError(f"{self.base_url} did not answer within {self.timeout} s.") from e
-            if response.status_code in _RETRY_STATUS and attempt < self.max_retries:
-                await response.aclose()
-                await asyncio.sleep(_backoff(attempt, response.headers.get("retry-after")))
-                continue
-            break
-        assert response is not None
+        response = await self._asend(
+            lambda: client.send(
+                client.build_request("POST", self.base_url + "/chat/completions", json=body), stream=True
+            )
+        )
         try:
             if response.status_code >= 400:
                 _raise_for_status(response, await response.aread())
             parser = _SSEParser(self.model_name)
             try:
                 async for line in response.aiter_lines():
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise self._timed_out(timeout)
-                    for chunk in parser.feed(line):
+                    for chunk in self._feed(parser, line, deadline, timeout):
                         yield chunk
                         if chunk.is_final:
                             return
             except httpx.TimeoutException as e:
-                raise OpenVINOLLMError(f"{self.base_url} sent nothing for {self.timeout} s.") from e
+                raise self._silent() from e
             yield parser.end()
         finally:
             await response.aclose()
@@ -271,23 +256,31 @@ class RemoteEngine:
             self._card = card or {"id": wanted}
         return self._card
 
-    def _send(self, request: Callable[[], httpx.Response]) -> httpx.Response:
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = request()
-            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
-                if attempt == self.max_retries:
-                    raise OpenVINOLLMError(f"Cannot connect to {self.base_url}: {e}") from e
-                time.sleep(_backoff(attempt, None))
-                continue
-            except httpx.TimeoutException as e:
-                raise OpenVINOLLMError(f"{self.base_url} did not answer within {self.timeout} s.") from e
-            if response.status_code in _RETRY_STATUS and attempt < self.max_retries:
-                response.close()
-                time.sleep(_backoff(attempt, response.headers.get("retry-after")))
-                continue
-            return response
-        raise AssertionError("unreachable")
+    # The retry and stream logic without I/O, shared by the sync and async twins below.
+
+    def _reconnect_delay(self, attempt: int, error: Exception) -> float:
+        """Seconds to wait before connecting again; OpenVINOLLMError after the last attempt."""
+        if attempt == self.max_retries:
+            raise OpenVINOLLMError(f"Cannot connect to {self.base_url}: {error}") from error
+        return _backoff(attempt, None)
+
+    def _retry_delay(self, attempt: int, response: httpx.Response) -> float | None:
+        """Seconds to wait before asking again for a retryable status (429/502/503/504); None: keep the answer."""
+        if response.status_code in _RETRY_STATUS and attempt < self.max_retries:
+            return _backoff(attempt, response.headers.get("retry-after"))
+        return None
+
+    def _no_answer(self) -> OpenVINOLLMError:
+        return OpenVINOLLMError(f"{self.base_url} did not answer within {self.timeout} s.")
+
+    def _silent(self) -> OpenVINOLLMError:
+        return OpenVINOLLMError(f"{self.base_url} sent nothing for {self.timeout} s.")
+
+    def _feed(self, parser: _SSEParser, line: str, deadline: float | None, timeout: float | None) -> list[Chunk]:
+        """The chunks of one SSE line; GenerationTimeoutError once the call's ``timeout`` has passed."""
+        if deadline is not None and time.monotonic() > deadline:
+            raise self._timed_out(timeout)
+        return parser.feed(line)
 
     def _timed_out(self, timeout: float | None) -> GenerationTimeoutError:
         return GenerationTimeoutError(
@@ -295,10 +288,45 @@ class RemoteEngine:
             "larger timeout (or None), fewer max_new_tokens, or a shorter prompt."
         )
 
+    # The I/O twins.
+
+    def _send(self, request: Callable[[], httpx.Response]) -> httpx.Response:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = request()
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                time.sleep(self._reconnect_delay(attempt, e))
+                continue
+            except httpx.TimeoutException as e:
+                raise self._no_answer() from e
+            delay = self._retry_delay(attempt, response)
+            if delay is None:
+                return response
+            response.close()
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _asend(self, request: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await request()
+            except (httpx.ConnectError, httpx.ConnectTimeout) as e:
+                await asyncio.sleep(self._reconnect_delay(attempt, e))
+                continue
+            except httpx.TimeoutException as e:
+                raise self._no_answer() from e
+            delay = self._retry_delay(attempt, response)
+            if delay is None:
+                return response
+            await response.aclose()
+            await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
     def _stream_sync(self, body: dict[str, Any], deadline: float | None, timeout: float | None) -> Iterator[Chunk]:
-        url = self.base_url + "/chat/completions"
         response = self._send(
-            lambda: self._client.send(self._client.build_request("POST", url, json=body), stream=True)
+            lambda: self._client.send(
+                self._client.build_request("POST", self.base_url + "/chat/completions", json=body), stream=True
+            )
         )
         try:
             if response.status_code >= 400:
@@ -306,14 +334,12 @@ class RemoteEngine:
             parser = _SSEParser(self.model_name)
             try:
                 for line in response.iter_lines():
-                    if deadline is not None and time.monotonic() > deadline:
-                        raise self._timed_out(timeout)
-                    for chunk in parser.feed(line):
+                    for chunk in self._feed(parser, line, deadline, timeout):
                         yield chunk
                         if chunk.is_final:
                             return
             except httpx.TimeoutException as e:
-                raise OpenVINOLLMError(f"{self.base_url} sent nothing for {self.timeout} s.") from e
+                raise self._silent() from e
             yield parser.end()
         finally:
             response.close()  # closing early (break, generator closed) tells the server to drop the request
