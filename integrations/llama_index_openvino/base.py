@@ -132,16 +132,22 @@ def _to_tool_spec(tool: BaseTool) -> ToolSpec:
 class _StreamSoFar:
     """What a stream has produced so far: reasoning and the tool calls as far as they are written."""
 
-    def __init__(self) -> None:
+    def __init__(self, params: GenerationParams) -> None:
+        self._params = params
+        self.text = ""
         self.thinking = ""
         self._calls: dict[int, list[str]] = {}  # index -> [id, name, argument text]
 
-    def add(self, chunk: Chunk) -> None:
+    def response(self, chunk: Chunk) -> ChatResponse:
+        """Take the stream's next chunk; the ``ChatResponse`` so far (raises if the model was cut off)."""
+        self.text += chunk.text
         self.thinking += chunk.reasoning
         for d in chunk.tool_call_deltas:
             call = self._calls.setdefault(d.index, ["", "", ""])
             call[0], call[1] = call[0] or d.id, call[1] or d.name
             call[2] += d.arguments
+        _check_complete(self._params, chunk, self.text)
+        return _chat_response(self.text, chunk, delta=chunk.text, so_far=self)
 
     def partial_calls(self) -> list[ToolCallBlock]:
         """The calls so far, arguments parsed leniently (a partial JSON object)."""
@@ -518,15 +524,11 @@ class OpenVINO(FunctionCallingLLM):
         core_messages, params = self._request(messages, kwargs)
 
         def gen() -> ChatResponseGen:
-            text = ""
-            so_far = _StreamSoFar()
+            so_far = _StreamSoFar(params)
             chunks = self._engine.stream(core_messages, params)
             with closing(chunks), _cut_call(params):
                 for chunk in chunks:
-                    text += chunk.text
-                    so_far.add(chunk)
-                    _check_complete(params, chunk, text)
-                    yield _chat_response(text, chunk, delta=chunk.text, so_far=so_far)
+                    yield so_far.response(chunk)
 
         return gen()
 
@@ -535,16 +537,12 @@ class OpenVINO(FunctionCallingLLM):
         core_messages, params = self._request(messages, kwargs)
 
         async def gen() -> ChatResponseAsyncGen:
-            text = ""
-            so_far = _StreamSoFar()
+            so_far = _StreamSoFar(params)
             chunks = self._engine.astream(core_messages, params)
             async with aclosing(chunks):
                 with _cut_call(params):
                     async for chunk in chunks:
-                        text += chunk.text
-                        so_far.add(chunk)
-                        _check_complete(params, chunk, text)
-                        yield _chat_response(text, chunk, delta=chunk.text, so_far=so_far)
+                        yield so_far.response(chunk)
 
         return gen()
 
