@@ -96,11 +96,7 @@ class GuardMiddleware:
             )
             return
         length = _header(scope, b"content-length")
-        too_big = error_body(
-            f"The request body is larger than this server's limit of {self._max} bytes.",
-            "invalid_request_error",
-            "request_too_large",
-        )
+        too_big = too_large_error(self._max)
         if length is not None:
             try:
                 declared = int(length)
@@ -118,17 +114,12 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         # read the whole body (at most max bytes) before the app sees it, then hand it over in one piece
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > self._max:
-                await _send_error(send, 413, too_big)
-                return
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive, self._max)
+        if body is None:
+            return
+        if len(body) > self._max:
+            await _send_error(send, 413, too_big)
+            return
         delivered = False
 
         async def replay() -> Message:
@@ -156,12 +147,54 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _send_error(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+async def read_body(receive: Receive, max_bytes: int) -> bytearray | None:
+    """The whole request body, or None when the client disconnected first.
+
+    Reading stops at the first message that takes the body beyond ``max_bytes`` (the caller answers
+    413 when ``len(body) > max_bytes``), so an oversized body is never held in full.
+    """
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        body += message.get("body", b"")
+        if len(body) > max_bytes or not message.get("more_body", False):
+            return body
+
+
+def too_large_error(max_bytes: int) -> dict[str, Any]:
+    """The OpenAI-style error body of a 413 for a request body above ``max_bytes``."""
+    return error_body(
+        f"The request body is larger than this server's limit of {max_bytes} bytes.",
+        "invalid_request_error",
+        "request_too_large",
+    )
+
+
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> list[Message]:
+    """The two ASGI messages of a whole JSON response (``headers`` added to its content type and length)."""
     payload = json.dumps(body).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": payload})
+    return [
+        {"type": "http.response.start", "status": status, "headers": raw},
+        {"type": "http.response.body", "body": payload, "more_body": False},
+    ]
 
 
-__all__ = ["API_KEY_ENV", "ConcurrencyGate", "GuardMiddleware", "Limits", "resolve_api_key"]
+async def _send_error(send: Send, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    for message in json_response(status, body, headers):
+        await send(message)
+
+
+__all__ = [
+    "API_KEY_ENV",
+    "ConcurrencyGate",
+    "GuardMiddleware",
+    "Limits",
+    "json_response",
+    "read_body",
+    "resolve_api_key",
+    "too_large_error",
+]

@@ -46,7 +46,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import InvalidParameterError
 from .app import create_app
-from .limits import Limits, resolve_api_key
+from .limits import Limits, json_response, read_body, resolve_api_key, too_large_error
 from .schemas import error_body
 
 log = logging.getLogger("openvino_llm.serve.ray")
@@ -239,16 +239,6 @@ class OpenVINOLLMReplica:
 # ---- the gateway: HTTP ingress, clean answers when a replica dies ---------------------------------
 
 
-def _json_message(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> list[ASGIMessage]:
-    payload = json.dumps(body).encode()
-    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    return [
-        {"type": "http.response.start", "status": status, "headers": raw},
-        {"type": "http.response.body", "body": payload, "more_body": False},
-    ]
-
-
 REPLICA_LOST = "The replica serving this request stopped before finishing it; retry (another replica will take it)."
 
 
@@ -282,25 +272,13 @@ class OpenVINOLLMGateway:
                     return
         if scope["type"] != "http":
             return  # websockets are not part of the API
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body += message.get("body", b"")
-            if len(body) > self.max_body_bytes:
-                for m in _json_message(
-                    413,
-                    error_body(
-                        f"The request body is larger than this server's limit of {self.max_body_bytes} bytes.",
-                        "invalid_request_error",
-                        "request_too_large",
-                    ),
-                ):
-                    await send(m)
-                return
-            if not message.get("more_body", False):
-                break
+        body = await read_body(receive, self.max_body_bytes)
+        if body is None:
+            return
+        if len(body) > self.max_body_bytes:
+            for m in json_response(413, too_large_error(self.max_body_bytes)):
+                await send(m)
+            return
         request = {
             "method": scope["method"],
             "path": scope["path"],
@@ -328,7 +306,7 @@ class OpenVINOLLMGateway:
             await self._fail(send, started, event_stream, finished)
         except BackPressureError:
             if not started:
-                for m in _json_message(
+                for m in json_response(
                     429,
                     error_body("Every replica is busy; retry later.", "rate_limit_exceeded", "too_many_requests"),
                     {"Retry-After": self.retry_after},
@@ -339,7 +317,7 @@ class OpenVINOLLMGateway:
         if finished:
             return
         if not started:
-            for m in _json_message(
+            for m in json_response(
                 503, error_body(REPLICA_LOST, "server_error", "replica_unavailable"), {"Retry-After": self.retry_after}
             ):
                 await send(m)
