@@ -13,7 +13,6 @@ import json
 import re
 import secrets
 import string
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,7 +20,7 @@ from typing import Any, ClassVar
 import openvino_genai as ov_genai
 
 from ...types import Message, ToolCall, ToolCallDict, ToolSpec
-from ..tools import tool_call_schema
+from ..tools import new_call_id, tool_call_schema
 
 SOG = ov_genai.StructuredOutputConfig
 
@@ -37,11 +36,6 @@ class PartialCall:
     name: str
     arguments: str = ""
     complete: bool = False
-
-
-def new_call_id() -> str:
-    """A fresh tool-call id in the usual ``call_...`` shape."""
-    return "call_" + uuid.uuid4().hex[:24]
 
 
 _ID_ALPHABET = string.ascii_letters + string.digits
