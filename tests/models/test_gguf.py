@@ -23,7 +23,7 @@ from tests.models._gguf_files import dequantized_copy, write_random_gguf, write_
 from openvino_llm import GenerationParams, load_engine
 from openvino_llm.errors import InvalidParameterError
 from openvino_llm.models import CompressionOptions, read_model_config, resolve_model
-from openvino_llm.models.gguf import DIRECT_TYPES, NEAREST_FORMAT, read_gguf
+from openvino_llm.models.gguf import DIRECT_TYPES, NEAREST_FORMAT, gguf_sampling_defaults, read_gguf
 
 pytestmark = pytest.mark.slow
 
@@ -257,3 +257,15 @@ def test_a_mixed_file_gets_each_tensor_its_nearest_format(tiny_hf_dir: Path, tmp
     config = openvino_genai.GenerationConfig()
     config.max_new_tokens = config.min_new_tokens = 4
     assert openvino_genai.LLMPipeline(str(resolved.path), "CPU").generate(["Hello"], config).texts[0]
+
+
+def test_sampling_defaults_from_the_header() -> None:
+    meta = {
+        "general.sampling.temp": 0.7,
+        "general.sampling.top_p": 0.8,
+        "general.sampling.top_k": 20,
+        "general.sampling.min_p": 0.05,  # not a generation-config key of ours
+        "general.name": "x",
+    }
+    assert gguf_sampling_defaults(meta) == {"temperature": 0.7, "top_p": 0.8, "top_k": 20}
+    assert gguf_sampling_defaults({"general.sampling.temp": "hot"}) == {}

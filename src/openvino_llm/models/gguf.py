@@ -293,6 +293,23 @@ def read_gguf_metadata(path: str | os.PathLike[str], *, arrays: bool = False) ->
     return read_gguf(path, arrays=arrays).metadata
 
 
+def gguf_sampling_defaults(meta: dict[str, Any]) -> dict[str, int | float]:
+    """The sampling defaults a GGUF header names (``general.sampling.*``), with generation-config keys.
+
+    >>> gguf_sampling_defaults({"general.sampling.temp": 0.7, "general.sampling.top_k": 20})
+    {'temperature': 0.7, 'top_k': 20}
+    """
+    defaults: dict[str, int | float] = {}
+    for gguf_key, key in (
+        ("general.sampling.temp", "temperature"),
+        ("general.sampling.top_p", "top_p"),
+        ("general.sampling.top_k", "top_k"),
+    ):
+        if isinstance(meta.get(gguf_key), (int, float)):
+            defaults[key] = meta[gguf_key]
+    return defaults
+
+
 def gguf_damage(path: str | os.PathLike[str]) -> str | None:
     """What is wrong with a GGUF file, or ``None``: an unreadable header, or tensor data cut short.
 
@@ -396,6 +413,7 @@ __all__ = [
     "GGUFTensor",
     "check_gguf_types",
     "gguf_damage",
+    "gguf_sampling_defaults",
     "is_gguf_file",
     "plan_gguf",
     "read_gguf",

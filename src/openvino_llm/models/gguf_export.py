@@ -36,6 +36,7 @@ from .gguf import (
     GGUFFile,
     GGUFTensor,
     check_gguf_types,
+    gguf_sampling_defaults,
     plan_gguf,
     read_gguf,
 )
@@ -280,13 +281,7 @@ def write_model_configs(header: GGUFFile, out: Path) -> None:
         if isinstance(value, int):
             field = "pad_token_id" if key == "padding" else f"{key}_token_id"
             config[field] = generation[field] = value
-    for gguf_key, key in (
-        ("general.sampling.temp", "temperature"),
-        ("general.sampling.top_p", "top_p"),
-        ("general.sampling.top_k", "top_k"),
-    ):
-        if isinstance(meta.get(gguf_key), (int, float)):
-            generation[key] = meta[gguf_key]
+    generation.update(gguf_sampling_defaults(meta))
     (out / "config.json").write_text(json.dumps(config, indent=2))
     (out / "generation_config.json").write_text(json.dumps(generation, indent=2))
 

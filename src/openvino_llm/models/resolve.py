@@ -38,7 +38,7 @@ from .cache import build_cached, cache_key, cached_entry, checked_entry, folder_
 from .compress import check_ir_compression, compress_into
 from .embedded import default_model_path, embedded_model, embedded_model_path
 from .export import export_into, require_optimum_export
-from .gguf import gguf_damage, plan_gguf, read_gguf, read_gguf_metadata
+from .gguf import gguf_damage, gguf_sampling_defaults, plan_gguf, read_gguf, read_gguf_metadata
 from .gguf_export import check_gguf_export, reexport_gguf_into, require_gguf_export
 from .hub import fetch_hub_snapshot, is_hub_id
 from .ir import IR_MODEL_FILE, check_ir_folder, ir_damage
@@ -425,13 +425,7 @@ def _gguf_model_config(path: Path) -> ModelConfig:
     eos = meta.get("tokenizer.ggml.eos_token_id")
     if isinstance(eos, int):
         defaults["eos_token_id"] = [eos]
-    for gguf_key, key in (
-        ("general.sampling.temp", "temperature"),
-        ("general.sampling.top_p", "top_p"),
-        ("general.sampling.top_k", "top_k"),
-    ):
-        if isinstance(meta.get(gguf_key), (int, float)):
-            defaults[key] = meta[gguf_key]
+    defaults.update(gguf_sampling_defaults(meta))
     template = meta.get("tokenizer.chat_template")
     return ModelConfig(
         context_window=int(context) if isinstance(context, int) and context > 0 else None,
