@@ -145,6 +145,7 @@ def export_into(
                     trust_remote_code=trust_remote_code,
                     revision=revision or "main",
                     ov_config=ov_config,
+                    convert_tokenizer=True,  # optimum-intel's default is False: without it no tokenizer IRs
                     library_name="transformers",
                 )
                 if quant is not None:
