@@ -193,3 +193,32 @@ def test_unknown_family_is_a_clear_error():
 )
 def test_detection_from_the_template(snippet, name):
     assert detect_family(snippet).name == name
+
+
+def test_a_reply_that_is_only_a_fenced_json_call_is_a_call():
+    # Qwen2.5-Coder-0.5B (the embedded default) sometimes answers a tool request this way.
+    family = get_family("hermes")
+    name = TOOLS[0]["name"]
+    reply = f'```json\n{{\n  "name": "{name}",\n  "arguments": {{"city": "Paris"}}\n}}\n```'
+    text, calls = family.parse(reply, TOOLS)
+    assert (text, [c.name for c in calls]) == ("", [name])
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "```python\nprint('hi')\n```",
+        '```json\n{"a": 1}\n```',  # JSON, but not a call of a known tool
+        'Here it is:\n```json\n{"name": "x", "arguments": {}}\n```',  # text around the block
+    ],
+)
+def test_other_code_blocks_stay_text(reply):
+    text, calls = get_family("hermes").parse(reply, TOOLS)
+    assert (text, calls) == (reply, [])
+
+
+def test_code_block_hold_back_decides_on_the_first_line():
+    from openvino_llm.chat.families import may_open_json_block
+
+    assert all(may_open_json_block(t) for t in ("", "``", "```", "```json", "```json\n", "```\n  {"))
+    assert not any(may_open_json_block(t) for t in ("Hi", "```python\n", "```json\nx = 1", "```\nfoo"))

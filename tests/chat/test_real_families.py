@@ -64,6 +64,11 @@ def test_langchain_stream_of_an_auto_call(real_model: str):
     langchain_openvino = pytest.importorskip("langchain_openvino")
     llm = langchain_openvino.ChatOpenVINO(model=real_model, device="CPU", temperature=0, max_tokens=128)
     chunks = list(llm.bind_tools([WEATHER, MULTIPLY], parallel_tool_calls=False).stream("What is 1234 times 5678?"))
-    assert sum(1 for c in chunks if c.tool_call_chunks) > 1
+    # The model writes the call in its <tool_call> markup (streamed in pieces: name first, then arguments)
+    # or, at this precision, sometimes as a ```json block holding only the call (delivered whole when the
+    # block closes). Either way the call arrives as tool_call_chunks that add up to the right call; the
+    # piece-by-piece streaming of native markup is asserted in tests/chat/test_adapters_families.py.
+    assert any(c.tool_call_chunks for c in chunks)
+    assert "".join(str(c.content) for c in chunks).strip() == ""  # no markup leaked into the text
     full = reduce(add, chunks)
     assert [(c["name"], c["args"]) for c in full.tool_calls] == [("multiply", {"a": 1234, "b": 5678})]

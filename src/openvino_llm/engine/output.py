@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ..chat.families import HermesFamily, ToolFamily
+from ..chat.families import HermesFamily, ToolFamily, may_open_json_block
 from ..chat.families.stream import ToolCallStream
 from ..chat.reasoning import ReasoningSplitter, ReasoningTags
 from ..errors import GenerationCancelledError, OpenVINOLLMError, OutputTruncatedError
@@ -124,9 +124,14 @@ class OutputParser:
                 limit = at
                 calls = self._calls.update(self._acc[at:])
             elif self._emitted == 0 and (
-                not self._acc.strip() or (self._family.bare_json and self._acc.lstrip().startswith(("{", "[")))
+                not self._acc.strip()
+                or (
+                    self._family.bare_json
+                    and (self._acc.lstrip().startswith(("{", "[")) or may_open_json_block(self._acc))
+                )
             ):
-                limit = 0  # leading whitespace or a bare JSON tool call: decide when more text (or the end) comes
+                # leading whitespace, or a bare (or fenced) JSON tool call: decide when more text (or the end) comes
+                limit = 0
         if not self._stopped:
             held = partial_marker(self._acc, self._markers)
             if self._calls is not None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ...errors import InvalidParameterError
-from .base import PartialCall, ToolFamily
+from .base import PartialCall, ToolFamily, may_open_json_block, unfence
 from .hermes import HermesFamily
 from .llama3_json import Llama3JsonFamily
 from .llama3_pythonic import Llama3PythonicFamily
@@ -74,4 +74,6 @@ __all__ = [
     "ToolFamily",
     "detect_family",
     "get_family",
+    "may_open_json_block",
+    "unfence",
 ]

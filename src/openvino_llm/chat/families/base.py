@@ -81,6 +81,32 @@ def loads_first(text: str) -> tuple[Any, int] | None:
     return obj, end
 
 
+_FENCE = re.compile(r"^```[A-Za-z]*[ \t]*\n(.*?)\n?```$", re.S)
+
+
+def unfence(text: str) -> str:
+    """The body of a reply that is nothing but one Markdown code block (```json ... ```), else the text."""
+    m = _FENCE.match(text.strip())
+    return m.group(1) if m else text
+
+
+def may_open_json_block(text: str) -> bool:
+    """Whether a reply that starts with ``text`` may still turn out to be a code block holding only JSON.
+
+    Small models (Qwen2.5-Coder-0.5B among them) sometimes answer a tool request with the call as a
+    fenced JSON object instead of their native markup: such a reply is held back until it is decided.
+    """
+    s = text.lstrip()
+    if len(s) < 3:
+        return "```".startswith(s)
+    if not s.startswith("```"):
+        return False
+    head, newline, body = s[3:].partition("\n")
+    if not newline:
+        return "json".startswith(head.strip().lower())
+    return head.strip().lower() in ("", "json") and (not body.strip() or body.lstrip().startswith(("{", "[")))
+
+
 def call_from_obj(obj: Any, names: set[str], *, new_id: Any = new_call_id) -> ToolCall | None:
     """A :class:`ToolCall` from ``{"name", "arguments"|"parameters"}`` (or OpenAI's nested form); None if not one."""
     if not isinstance(obj, dict):
@@ -244,9 +270,17 @@ class ToolFamily:
                     break
         return best
 
+    def fenced_calls(self, text: str, tools: Sequence[ToolSpec]) -> list[ToolCall] | None:
+        """Calls when the whole reply is one code block that holds nothing but calls; else None."""
+        body = unfence(text)
+        if body is text or not self.bare_json:
+            return None
+        content, calls = self.parse(body, tools)
+        return calls if calls and not content else None
+
     def parse_bare(self, text: str, tools: Sequence[ToolSpec]) -> list[ToolCall] | None:
         """Calls when ``text`` is nothing but a JSON call object or a list of them; else None."""
-        stripped = text.strip()
+        stripped = unfence(text).strip()
         if not self.bare_json or not stripped.startswith(("{", "[")):
             return None
         first = loads_first(stripped)
@@ -277,10 +311,12 @@ __all__ = [
     "json_call_schema",
     "json_value_end",
     "loads_first",
+    "may_open_json_block",
     "new_call_id",
     "new_short_id",
     "parse_json_calls",
     "partial_json_calls",
+    "unfence",
 ]
 
 
@@ -327,6 +363,9 @@ class JsonCallsFamily(ToolFamily):
     args_key: ClassVar[str] = "arguments"
 
     def parse(self, text: str, tools: Sequence[ToolSpec]) -> tuple[str, list[ToolCall]]:
+        fenced = self.fenced_calls(text, tools)
+        if fenced:
+            return "", fenced
         at = self.find_marker(text)
         if at < 0:
             bare = self.parse_bare(text, tools)

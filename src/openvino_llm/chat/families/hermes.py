@@ -56,7 +56,8 @@ class HermesFamily(ToolFamily):
         return ov_genai.StructuredOutputConfig(json_schema=json.dumps(tool_call_schema(tools, only=only)))
 
     def parse(self, text: str, tools: Sequence[ToolSpec]) -> tuple[str, list[ToolCall]]:
-        return parse_tool_calls(text, tools)
+        fenced = self.fenced_calls(text, tools)
+        return ("", fenced) if fenced else parse_tool_calls(text, tools)
 
     def partial(self, text: str) -> list[PartialCall]:
         return partial_json_calls(text)
