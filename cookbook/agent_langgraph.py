@@ -89,8 +89,11 @@ def answer_prompt(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     prompt keeps it on the question.
     """
     question = next(m for m in reversed(messages) if isinstance(m, HumanMessage))
-    results = "\n\n".join(f"{m.name}: {m.content}" for m in messages if isinstance(m, ToolMessage))
-    return [SystemMessage(f"{agent_tools.ANSWER_PROMPT}\n\nTool results:\n{results}"), question]
+    results = [f"{m.name}: {m.content}" for m in messages if isinstance(m, ToolMessage)]
+    return [
+        SystemMessage(agent_tools.ANSWER_PROMPT),
+        HumanMessage(agent_tools.answer_turn(str(question.content), results)),
+    ]
 
 
 def build_agent(

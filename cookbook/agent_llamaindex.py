@@ -73,10 +73,13 @@ class ToolThenAnswerAgent(FunctionAgent):
         if not results:
             return await super()._get_streaming_response(ctx, current_llm_input, tools)
         question = next(m for m in reversed(current_llm_input) if m.role == MessageRole.USER)
-        system = f"{agent_tools.ANSWER_PROMPT}\n\nTool results:\n" + "\n\n".join(results)
+        turn = agent_tools.answer_turn(question.content or "", results)
         response = ChatResponse(message=ChatMessage(role=MessageRole.ASSISTANT, content=""))
         async for response in await self.llm.astream_chat(
-            [ChatMessage(role=MessageRole.SYSTEM, content=system), question]
+            [
+                ChatMessage(role=MessageRole.SYSTEM, content=agent_tools.ANSWER_PROMPT),
+                ChatMessage(role=MessageRole.USER, content=turn),
+            ]
         ):
             ctx.write_event_to_stream(
                 AgentStream(

@@ -10,7 +10,7 @@ The search tool over the documents is built in each agent from its own framework
 import operator
 import re
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, Literal
@@ -22,9 +22,19 @@ SYSTEM_PROMPT = (
 )
 
 ANSWER_PROMPT = (
-    "You are a helpful assistant. Answer the user's question in one or two sentences using the tool results "
-    "below; quote the numbers and facts they give."
+    "You are a helpful assistant. Answer the question in one or two sentences that state the tool's result "
+    "exactly, quoting its numbers and facts; do not compute anything yourself."
 )
+
+
+def answer_turn(question: str, results: Sequence[str]) -> str:
+    """The last step's user turn: the question and the tool results, labelled.
+
+    Given the results in the system prompt or under the question unlabelled, the 0.5B default model
+    sometimes works the arithmetic out again (and gets it wrong); labelled like this it quotes them.
+    """
+    return f"Question: {question}\nTool result: " + "\n\n".join(results)
+
 
 URL = re.compile(r"https?://[^\s<>\"')\]]+[^\s<>\"')\].,;:!?]")
 """A URL in text, without the punctuation that may follow it."""
