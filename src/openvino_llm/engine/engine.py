@@ -116,7 +116,11 @@ class Engine:
                     path, device, properties, scheduler_config, name, speculation
                 )
             except OpenVINOLLMError as e:
-                if backend != "auto" or speculation or not (path.is_dir() and (path / "config.json").exists()):
+                # a bad argument is the caller's to fix, not a reason to try another backend
+                fallback = (
+                    not isinstance(e, InvalidParameterError) and path.is_dir() and (path / "config.json").exists()
+                )
+                if backend != "auto" or speculation or not fallback:
                     raise
                 log.warning("openvino-genai cannot load %s (%s); falling back to the optimum backend.", name, e)
                 self._scheduler, self.tokenizer, base = _load_optimum(path, device, properties)
