@@ -248,10 +248,14 @@ def test_draft_of_another_tokenizer_is_refused(tiny_model: Path, smollm2_gguf: P
     assert "same family" in str(info.value)
 
 
-def test_gguf_draft_is_refused_with_the_export_command(tiny_model: Path, smollm2_gguf: Path) -> None:
-    # openvino-genai's draft_model() reads only IR folders
+def test_gguf_draft_is_refused_with_the_export_command(tiny_model: Path, tiny_hf_dir: Path, tmp_path: Path) -> None:
+    # openvino-genai's draft_model() reads only IR folders: a GGUF it would load directly (Q8_0) is refused
+    # (files it reads inexactly, such as SmolLM2's Q4_1, are re-exported to an IR and then accepted)
+    from tests.models._gguf_files import write_tiny_gguf
+
+    draft = write_tiny_gguf(tiny_hf_dir, tmp_path / "tiny-q8_0.gguf", "Q8_0")
     with pytest.raises(InvalidParameterError, match="not an OpenVINO IR folder") as info:
-        load_engine(tiny_model, device="CPU", draft_model=smollm2_gguf)
+        load_engine(tiny_model, device="CPU", draft_model=draft)
     assert "openvino-llm export" in str(info.value)
 
 
