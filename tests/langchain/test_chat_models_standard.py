@@ -12,6 +12,7 @@ from langchain_tests.integration_tests import ChatModelIntegrationTests
 from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langchain_openvino import ChatOpenVINO
+from openvino_llm.errors import OutputTruncatedError
 
 pytestmark = pytest.mark.slow
 
@@ -67,9 +68,8 @@ class _Capabilities:
     def supports_image_inputs(self) -> bool:
         return False
 
-    # A per-call ``model=`` override is supported (tests/langchain/test_chat_models.py covers it on the
-    # tiny model); the suites' override tests need a second real model named by a class property
-    # (``model_override_value``), and SmolLM2 is the only real chat model available, so they skip.
+    # A per-call ``model=`` override is supported: the suites' override tests run on the real-model tier
+    # (tests/real/test_langchain_standard.py, Qwen2.5-Coder-0.5B overridden by SmolLM2).
 
 
 # Both suites run with their full standard parameters (temperature, max_tokens, timeout, stop,
@@ -93,6 +93,14 @@ class TestChatOpenVINOIntegration(_Capabilities, ChatModelIntegrationTests):
     )
     def test_json_mode(self, model: BaseChatModel) -> None:
         super().test_json_mode(model)
+
+    @pytest.mark.xfail(
+        reason="model limit: greedy SmolLM2-135M (its Q4_1 file re-exported to 8-bit) repeats itself inside the "
+        "joke's free-text 'setup' field until max_tokens, so the constrained JSON never closes",
+        raises=OutputTruncatedError,
+    )
+    def test_structured_output_optional_param(self, model: BaseChatModel) -> None:
+        super().test_structured_output_optional_param(model)
 
     @pytest.mark.xfail(
         reason="model limit: SmolLM2-135M writes the tool name, not the Chinese/Japanese customer name, into the call"
