@@ -284,6 +284,8 @@ class ChatOpenVINO(BaseChatModel):
                 overrides["json_schema"] = schema
         if "max_tokens" in overrides:
             overrides["max_new_tokens"] = overrides.pop("max_tokens")
+        if "min_tokens" in overrides:
+            overrides["min_new_tokens"] = overrides.pop("min_tokens")
         if stop is not None:
             overrides["stop"] = tuple(stop)
         params = self._defaults.merged(**overrides)

@@ -178,6 +178,8 @@ class GenerationParams:
     - ``chat_template_kwargs``: extra variables for the chat template.
     - ``tool_format``: the tool-call family (``"hermes"``, ``"qwen3"``, ``"llama3_json"``, ...)
       instead of the one detected from the chat template.
+    - ``min_new_tokens``: the end-of-sequence token (and stop tokens) cannot end the reply before this
+      many new tokens (vLLM's ``min_tokens``); stop strings and ``max_new_tokens`` still can.
     - ``num_assistant_tokens`` / ``assistant_confidence_threshold``: speculative decoding per request
       (tokens proposed per step, or propose while the draft model is at least this confident), on an
       engine loaded with ``draft_model=`` or ``prompt_lookup=True``; ``None``: the engine's setting.
@@ -192,6 +194,7 @@ class GenerationParams:
     frequency_penalty: float | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    min_new_tokens: int | None = None
     tools: tuple[ToolSpec, ...] = ()
     tool_choice: ToolChoice | None = None
     json_schema: dict[str, Any] | None = None
@@ -209,6 +212,14 @@ class GenerationParams:
                 raise InvalidParameterError(f"max_new_tokens must be an int, got {self.max_new_tokens!r}.")
             if self.max_new_tokens < 1:
                 raise InvalidParameterError(f"max_new_tokens={self.max_new_tokens} is out of range: it must be >= 1.")
+        m = self.min_new_tokens
+        if m is not None:
+            if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+                raise InvalidParameterError(f"min_new_tokens must be an int >= 0, got {m!r}.")
+            if self.max_new_tokens is not None and m > self.max_new_tokens:
+                raise InvalidParameterError(
+                    f"min_new_tokens={m} is above max_new_tokens={self.max_new_tokens}: lower it or raise max_new_tokens."
+                )
         _check_range("temperature", self.temperature, 0.0, 100.0)
         _check_range("top_p", self.top_p, 0.0, 1.0, lo_open=True)
         if self.top_k is not None:

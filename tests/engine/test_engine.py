@@ -121,6 +121,17 @@ def test_max_new_tokens_gives_length(engine: Engine) -> None:
     assert gen.usage.output_tokens == 5
 
 
+def test_min_new_tokens_holds_off_the_end_of_sequence(exact_engine: Engine) -> None:
+    free = exact_engine.generate("Say hi.", GenerationParams(temperature=0, max_new_tokens=64))
+    assert free.finish_reason == "stop" and free.usage.output_tokens < 30  # the model ends early on its own
+    held = exact_engine.generate("Say hi.", GenerationParams(temperature=0, max_new_tokens=64, min_new_tokens=30))
+    assert held.usage.output_tokens >= 30
+    with pytest.raises(InvalidParameterError, match="min_new_tokens=9 is above max_new_tokens=8"):
+        GenerationParams(max_new_tokens=8, min_new_tokens=9)
+    with pytest.raises(InvalidParameterError, match="min_new_tokens must be an int >= 0"):
+        GenerationParams(min_new_tokens=-1)
+
+
 def test_stop_strings_cut_on_text_across_tokens(exact_engine: Engine) -> None:
     engine = exact_engine
     full = engine.generate("What is the capital of France?", GenerationParams(temperature=0)).text

@@ -210,7 +210,7 @@ def test_standard_parameters_are_accepted(smollm2_gguf: Path) -> None:
 
 
 def test_timeout_cancels_the_generation(chat: ChatOpenVINO) -> None:
-    slow = chat.bind(max_tokens=400)
+    slow = chat.bind(max_tokens=400, min_tokens=400)  # no early end-of-sequence: 400 tokens take seconds
     start = time.perf_counter()
     with pytest.raises(TimeoutError) as err:
         slow.invoke("Count from one to two hundred, one number per line.", timeout=0.3)
@@ -226,9 +226,9 @@ def test_timeout_cancels_the_generation(chat: ChatOpenVINO) -> None:
 async def test_timeout_cancels_the_async_generation(smollm2_gguf: Path) -> None:
     llm = ChatOpenVINO(model=smollm2_gguf, ov_config=EXACT, temperature=0, max_tokens=400, timeout=0.3)
     with pytest.raises(GenerationTimeoutError):
-        await llm.ainvoke("Count from one to two hundred, one number per line.")
+        await llm.ainvoke("Count from one to two hundred, one number per line.", min_tokens=400)
     with pytest.raises(GenerationTimeoutError):
-        async for _ in llm.astream("Count from one to two hundred."):
+        async for _ in llm.astream("Count from one to two hundred.", min_tokens=400):
             pass
     await asyncio.sleep(0)
     assert _wait_idle(llm) == 0

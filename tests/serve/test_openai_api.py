@@ -95,6 +95,19 @@ def test_stop_and_seed(client: openai.OpenAI, tiny_engine: Engine) -> None:
     )
 
 
+def test_min_tokens_reaches_the_engine(client: openai.OpenAI, tiny_engine: Engine) -> None:
+    """vLLM's ``min_tokens`` extension maps to the core's ``min_new_tokens`` (checked against max_tokens)."""
+    messages = [{"role": "user", "content": PROMPT}]
+    reply = client.chat.completions.create(
+        model=tiny_engine.model_name, messages=messages, max_tokens=12, extra_body={"min_tokens": 12}
+    )
+    assert reply.usage.completion_tokens == 12
+    with pytest.raises(openai.BadRequestError, match="min_new_tokens=13 is above max_new_tokens=12"):
+        client.chat.completions.create(
+            model=tiny_engine.model_name, messages=messages, max_tokens=12, extra_body={"min_tokens": 13}
+        )
+
+
 def test_forced_tool_call(client: openai.OpenAI, tiny_engine: Engine) -> None:
     tool = {"type": "function", "function": MULTIPLY}
     reply = client.chat.completions.create(

@@ -374,6 +374,8 @@ class Engine:
             config.frequency_penalty = params.frequency_penalty
         if params.seed is not None:
             config.rng_seed = params.seed
+        if params.min_new_tokens:
+            config.min_new_tokens = min(params.min_new_tokens, config.max_new_tokens)
         if params.stop:
             config.stop_strings = set(params.stop)
             config.include_stop_str_in_output = True  # we cut on text ourselves, across token boundaries

@@ -117,6 +117,7 @@ class OptimumScheduler(WorkerThread["_Ticket | None"]):
         ids = torch.tensor(req.input_ids.data, dtype=torch.long)
         kwargs: dict[str, Any] = {
             "max_new_tokens": cfg.max_new_tokens,
+            "min_new_tokens": cfg.min_new_tokens or None,
             "do_sample": cfg.do_sample,
             "repetition_penalty": cfg.repetition_penalty,
             "eos_token_id": sorted({*cfg.stop_token_ids, cfg.eos_token_id} - {-1}) or None,

@@ -363,6 +363,7 @@ class RemoteEngine:
             ("presence_penalty", "presence_penalty"),
             ("frequency_penalty", "frequency_penalty"),
             ("seed", "seed"),
+            ("min_new_tokens", "min_tokens"),
         ):
             value = getattr(params, ours)
             if value is not None:

@@ -220,6 +220,7 @@ def _sampling(req: ChatCompletionRequest | CompletionRequest, max_tokens: int | 
         "frequency_penalty": req.frequency_penalty,
         "stop": (stop,) if isinstance(stop, str) else tuple(stop or ()),
         "seed": req.seed,
+        "min_new_tokens": req.min_tokens,
     }
 
 

@@ -96,6 +96,7 @@ class _Sampling(_Request):
     frequency_penalty: float | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
+    min_tokens: int | None = None  # vLLM's extension: no end-of-sequence before this many tokens
     n: int | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
