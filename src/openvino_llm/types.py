@@ -218,7 +218,7 @@ class GenerationParams:
                 raise InvalidParameterError(f"min_new_tokens must be an int >= 0, got {m!r}.")
             if self.max_new_tokens is not None and m > self.max_new_tokens:
                 raise InvalidParameterError(
-                    f"min_new_tokens={m} is above max_new_tokens={self.max_new_tokens}: lower it or raise max_new_tokens."
+                    f"min_new_tokens={m} is above max_new_tokens={self.max_new_tokens}: lower one of them."
                 )
         _check_range("temperature", self.temperature, 0.0, 100.0)
         _check_range("top_p", self.top_p, 0.0, 1.0, lo_open=True)
