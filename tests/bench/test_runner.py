@@ -128,3 +128,61 @@ def test_bench_compares_weight_formats_of_a_gguf_with_an_ov_config(
     assert {("core-engine [default]", "short"), ("core-engine [int8]", "long")} <= set(rows)
     torch_row = rows[("transformers-torch", "short")]
     assert 1 <= torch_row["output_tokens"]["median"] <= 12 and torch_row["decode_tps"]["median"] > 0
+
+
+def _children() -> set[int]:
+    psutil = pytest.importorskip("psutil")
+    return {p.pid for p in psutil.Process().children(recursive=True)}
+
+
+@pytest.mark.slow
+def test_bench_measures_the_server_path(tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+    """`openvino-llm serve` in a subprocess, streamed through RemoteEngine; stopped when the run ends."""
+    pytest.importorskip("fastapi", reason="the server needs the serve extra")
+    before = _children()
+    out = tmp_path / "bench"
+    argv = [str(tiny_model), "--quick", "--out", str(out), "--cache-dir", str(cache_dir), "--max-new-tokens", "8"]
+    argv += ["--systems", "core-engine,server-stream", "--concurrency", "8", "--no-load-probes"]
+    assert main(argv) == 0
+    assert _children() <= before  # the server process is gone
+
+    results = json.loads((out / "bench.json").read_text())
+    assert {s["system"]: s["status"] for s in results["systems"]} == {"core-engine": "ok", "server-stream": "ok"}
+    rows = {(r["system"], r["prompt"]): r for r in results["single_stream"]}
+    for prompt in PROMPTS:
+        # the same prompt reached the same model: the server reports the engine's token counts
+        assert rows[("server-stream", prompt)]["input_tokens"] == rows[("core-engine", prompt)]["input_tokens"]
+        assert rows[("server-stream", prompt)]["output_tokens"]["median"] == 8  # the random tiny model never stops
+    conc = {r["system"]: r for r in results["concurrency"]}
+    assert set(conc) == {"core-engine.astream", "server-stream.astream"}
+    assert conc["server-stream.astream"]["parallel"]["output_tokens"] == 64
+    verdicts = {t["target"]: t["verdict"] for t in results["targets"]}
+    assert {v for t, v in verdicts.items() if "openvino-llm serve" in t or "SSE clients" in t} <= {"met", "missed"}
+    assert len([t for t in verdicts if "openvino-llm serve" in t or "SSE clients" in t]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_bench_measures_one_and_two_ray_replicas(tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+    """`serve --ray --replicas 1` and `2`, each its own local cluster on loopback, under 8 clients."""
+    pytest.importorskip("ray.serve", reason="needs the ray extra")
+    before = _children()
+    out = tmp_path / "bench"
+    argv = [str(tiny_model), "--quick", "--out", str(out), "--cache-dir", str(cache_dir), "--max-new-tokens", "8"]
+    argv += ["--systems", "server-stream,ray-serve-1,ray-serve-2", "--concurrency", "8", "--no-load-probes"]
+    from tests._loopback import ConnectionWatch
+
+    with ConnectionWatch() as watch:
+        assert main(argv) == 0
+    assert _children() <= before  # both clusters were shut down
+    assert watch.samples > 10 and watch.remote == set()  # the clusters talked on loopback only
+    assert {entry for entry in watch.listening if entry[1] not in ("::", "0.0.0.0")} == set()  # see test_ray
+
+    results = json.loads((out / "bench.json").read_text())
+    assert {s["system"]: s["status"] for s in results["systems"]} == dict.fromkeys(
+        ("server-stream", "ray-serve-1", "ray-serve-2"), "ok"
+    )
+    conc = {r["system"]: r for r in results["concurrency"]}
+    assert conc["ray-serve-2.astream"]["parallel"]["output_tokens"] == 64
+    markdown = (out / "bench.md").read_text()
+    assert "8 concurrent clients: 2 replicas" in markdown and "ray-serve-1 vs server-stream, short prompt" in markdown

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import ipaddress
 import json
 import os
 import socket
@@ -23,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from tests._loopback import ConnectionWatch, is_loopback
 from tests._shared import EXACT
 from tests.serve.conftest import API_KEY
 
@@ -59,56 +59,9 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 # ---- loopback watch ---------------------------------------------------------------------------------
 
 
-def _loopback(ip: str) -> bool:
-    try:
-        address = ipaddress.ip_address(ip.split("%")[0])
-    except ValueError:
-        return False
-    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is loopback too
-    return (mapped or address).is_loopback
-
-
 def test_loopback_check() -> None:
-    assert _loopback("127.0.0.1") and _loopback("::1") and _loopback("::ffff:127.0.0.1")
-    assert not _loopback("192.0.2.2") and not _loopback("::ffff:192.0.2.2") and not _loopback("0.0.0.0")
-
-
-class ConnectionWatch:
-    """Samples the sockets of this process and all its descendants (Ray's GCS, raylet, workers)."""
-
-    def __init__(self) -> None:
-        self.remote: set[tuple[str, str, int]] = set()  # (process, ip, port) of any non-loopback peer
-        self.listening: set[tuple[str, str, int]] = set()  # (process, ip, port) listening off loopback
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def sample(self) -> None:
-        me = psutil.Process()
-        for proc in [me, *me.children(recursive=True)]:
-            try:
-                conns = proc.net_connections(kind="inet")
-                name = proc.name()
-            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-                continue
-            for c in conns:
-                if c.raddr and not _loopback(c.raddr.ip):
-                    self.remote.add((name, c.raddr.ip, c.raddr.port))
-                if c.status == psutil.CONN_LISTEN and not _loopback(c.laddr.ip):
-                    self.listening.add((name, c.laddr.ip, c.laddr.port))
-        self.samples += 1
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.5):
-            self.sample()
-
-    def __enter__(self) -> ConnectionWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("::ffff:127.0.0.1")
+    assert not is_loopback("192.0.2.2") and not is_loopback("::ffff:192.0.2.2") and not is_loopback("0.0.0.0")
 
 
 # ---- the cluster ------------------------------------------------------------------------------------
@@ -362,6 +315,43 @@ def test_the_core_remote_engine_through_the_deployment(cluster: Cluster, tiny_en
         assert "".join(c.text for c in remote.stream(PROMPT, params)) == expected.text
     finally:
         remote.close()
+
+
+def test_langchain_batch_through_the_deployment(cluster: Cluster, tiny_engine: Engine) -> None:
+    """ChatOpenVINO(base_url=...) unchanged: a batch spread over the replicas gives the local answers."""
+    langchain_openvino = pytest.importorskip("langchain_openvino")
+    llm = langchain_openvino.ChatOpenVINO(
+        base_url=cluster.url + "/v1", api_key=API_KEY, temperature=0, max_tokens=12, max_retries=0
+    )
+    prompts = [f"{PROMPT} ({n})" for n in range(6)]
+    replies = llm.batch(prompts, config={"max_concurrency": 6})
+    params = GenerationParams(temperature=0, max_new_tokens=12)
+    expected = [tiny_engine.generate([{"role": "user", "content": p}], params) for p in prompts]
+    assert [r.content for r in replies] == [e.text for e in expected]
+    assert [r.usage_metadata["output_tokens"] for r in replies] == [e.usage.output_tokens for e in expected]
+
+
+def test_llama_index_query_engine_through_the_deployment(
+    cluster: Cluster, tiny_model: Path, minilm_dir: Path, cache_dir: Path
+) -> None:
+    """A LlamaIndex query engine with OpenVINO(base_url=...) answers as the same engine run locally."""
+    pytest.importorskip("llama_index_openvino")
+    from llama_index.core import Document, VectorStoreIndex
+
+    from llama_index_openvino import OpenVINO, OpenVINOEmbedding
+
+    embed_model = OpenVINOEmbedding(model=minilm_dir, device="CPU", cache_dir=str(cache_dir))
+    docs = ["The Eiffel Tower is 330 metres tall.", "Bananas are yellow.", "Python was created by Guido van Rossum."]
+    index = VectorStoreIndex.from_documents([Document(text=t) for t in docs], embed_model=embed_model)
+    remote = OpenVINO(base_url=cluster.url + "/v1", api_key=API_KEY, temperature=0, max_new_tokens=16)
+    local = OpenVINO(model=tiny_model, device="CPU", ov_config=EXACT, cache_dir=cache_dir, temperature=0,
+                     max_new_tokens=16)  # fmt: skip
+    answers = []
+    for llm in (remote, local):
+        response = index.as_query_engine(llm=llm, similarity_top_k=2).query("How tall is the Eiffel Tower?")
+        assert "Eiffel" in response.source_nodes[0].node.get_content()
+        answers.append(str(response))
+    assert answers[0] and answers[0] == answers[1]
 
 
 def test_a_replica_killed_under_load(cluster: Cluster, tiny_engine: Engine) -> None:

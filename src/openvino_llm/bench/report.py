@@ -134,7 +134,9 @@ def _adapters_wall_clock(results: dict[str, Any]) -> Verdict:
 
 
 def _adapters_cpu(results: dict[str, Any]) -> Verdict:
-    on_engine = [r for r in results["ratios"] if r["baseline"].startswith("core-engine")]
+    on_engine = [
+        r for r in results["ratios"] if r["baseline"].startswith("core-engine") and system_name(r["system"]) in OURS
+    ]
     raw_tpots = [r["tpot_ms"]["median"] for r in results["single_stream"] if r["system"].startswith("genai-raw")]
     if not on_engine or not raw_tpots:
         return None, "needs genai-raw, core-engine and an adapter"
@@ -189,6 +191,48 @@ def _int4_versus_fp16(results: dict[str, Any]) -> Verdict:
     return x >= 1.3 and size <= 0.35, f"decode {x:.2f}x, size {size:.2f}x"
 
 
+def _n8(results: dict[str, Any], system: str) -> float | None:
+    """Aggregate tok/s of 8 parallel requests of ``system`` in the concurrency table, if measured."""
+    row = next((r for r in results["concurrency"] if r["system"] == system and r["n"] == 8), None)
+    return row["parallel"]["aggregate_tps"] if row else None
+
+
+def _server_single_stream(results: dict[str, Any]) -> Verdict:
+    pairs = _pairs(results["single_stream"], "server-stream", "core-engine", by_name=True)
+    if not pairs:
+        return None, _error(results, "server-stream", "needs server-stream and core-engine in --systems")
+    x = _worst_ratio(pairs, "decode_tps")
+    ttft = max(a["ttft_ms"]["median"] - b["ttft_ms"]["median"] for a, b in pairs)
+    return x >= 0.97, f"decode {x:.3f}x the in-process engine (worst prompt), TTFT {ttft:+.1f} ms"
+
+
+def _server_concurrent(results: dict[str, Any]) -> Verdict:
+    server, engine = _n8(results, "server-stream.astream"), _n8(results, "core-engine.astream")
+    if not server or not engine:
+        return None, "needs --concurrency with 8 and server-stream, core-engine in --systems"
+    return server / engine >= 0.95, f"{server:.1f} vs {engine:.1f} tok/s = {server / engine:.3f}x"
+
+
+def scale_out(results: dict[str, Any]) -> list[str]:
+    """What the Ray systems measured: 1 vs 2 replicas under 8 clients, the proxy's TTFT over the server's."""
+    out = []
+    one, two = _n8(results, "ray-serve-1.astream"), _n8(results, "ray-serve-2.astream")
+    if one and two:
+        out.append(f"8 concurrent clients: 2 replicas {two:.1f} tok/s vs 1 replica {one:.1f} tok/s = {two / one:.2f}x")
+    rows = results["single_stream"]
+    for ray in ("ray-serve-1", "ray-serve-2"):
+        for prompt in _prompts(rows):
+            a, b = _find_name(rows, ray, prompt), _find_name(rows, "server-stream", prompt)
+            if a and b:
+                out.append(
+                    f"{ray} vs server-stream, {prompt} prompt, one client: TTFT {a['ttft_ms']['median']:.1f} vs "
+                    f"{b['ttft_ms']['median']:.1f} ms ({a['ttft_ms']['median'] - b['ttft_ms']['median']:+.1f} ms "
+                    f"through Serve's proxy and gateway), decode {a['decode_tps']['median']:.1f} vs "
+                    f"{b['decode_tps']['median']:.1f} tok/s"
+                )
+    return out
+
+
 def _error(results: dict[str, Any], system: str, default: str) -> str:
     """Why ``system`` was not measured: its error, else ``default``."""
     status = {system_name(s["system"]): s for s in results["systems"]}
@@ -206,6 +250,8 @@ TARGETS: tuple[tuple[str, Callable[[dict[str, Any]], Verdict]], ...] = (
         _versus_huggingface,
     ),
     ("int4 decodes >= 1.3x fp16, size <= 0.35x", _int4_versus_fp16),
+    ("one stream through `openvino-llm serve` decodes >= 0.97x the in-process engine", _server_single_stream),
+    ("8 concurrent SSE clients of the server reach >= 0.95x the in-process aggregate tok/s", _server_concurrent),
 )
 
 
@@ -302,6 +348,9 @@ def render_markdown(results: dict[str, Any]) -> str:
                 f"| {r['system']} | {r.get('load_cold_ms', '-')} | {r.get('load_warm_ms', '-')} | "
                 f"{r.get('peak_rss_mb', '-')} | {_cell(r.get('status'), r.get('error'))} |"
             )
+    findings = scale_out(results)
+    if findings:
+        lines += ["", "## Scale-out on Ray Serve", "", *(f"- {f}" for f in findings)]
     lines += ["", "## Systems", "", "| system | what | status |", "|---|---|---|"]
     for s in results["systems"]:
         lines.append(f"| {s['system']} | {s['description']} | {_cell(s['status'], s.get('error'))} |")
@@ -371,4 +420,4 @@ def write_outputs(results: dict[str, Any], out: Path) -> None:
     (out / "bench.md").write_text(render_markdown(results))
 
 
-__all__ = ["ratios", "render_chart", "render_markdown", "summarize", "targets", "write_outputs"]
+__all__ = ["ratios", "render_chart", "render_markdown", "scale_out", "summarize", "targets", "write_outputs"]

@@ -42,6 +42,7 @@ from ..errors import InvalidParameterError, OpenVINOLLMError
 from ..types import Message
 from .peers import PEERS
 from .report import ratios, render_markdown, summarize, targets, write_outputs
+from .served import SERVED, served
 from .systems import (
     OURS,
     Runner,
@@ -88,8 +89,11 @@ PROMPTS: dict[str, list[Message]] = {
 }
 
 QUICK_SYSTEMS = ("core-engine", "langchain-stream")
-#: Every system by name: our paths, then the peers.
-SYSTEMS = {**OURS, **PEERS}
+#: Every system by name: our paths, the served paths, then the peers.
+SYSTEMS = {**OURS, **SERVED, **PEERS}
+#: What ``--systems`` measures by default: our in-process paths and the single-process server (Ray is opt-in:
+#: it starts a local cluster per system).
+DEFAULT_SYSTEMS = (*OURS, "server-stream")
 
 
 # ---- the benchmark --------------------------------------------------------------------------------
@@ -104,7 +108,7 @@ class BenchOptions:
     device: str = "CPU"
     concurrency: tuple[int, ...] = (1, 2, 4, 8)
     peers: tuple[str, ...] = tuple(PEERS)
-    systems: tuple[str, ...] = tuple(OURS)
+    systems: tuple[str, ...] = DEFAULT_SYSTEMS
     out: Path = Path("bench-results")
     quick: bool = False
     max_new_tokens: int = 128
@@ -305,7 +309,19 @@ def _astream_fns(ctx: SystemContext, names: Sequence[str]) -> dict[str, Callable
                     yield chunk.content, (chunk.usage_metadata or {}).get("output_tokens", 0)
 
             fns["ChatOpenVINO.astream"] = chat_stream
+    for name in names:
+        if name in SERVED:
+            with contextlib.suppress(Unavailable):
+                fns[f"{name}.astream"] = _remote_stream(served(ctx, name).engine, params)
     return fns
+
+
+def _remote_stream(engine: Any, params: Any) -> Callable[[list[Message]], Any]:
+    async def stream(messages: list[Message]) -> Any:
+        async for chunk in engine.astream(messages, params):
+            yield chunk.text, chunk.usage.output_tokens if chunk.usage else 0
+
+    return stream
 
 
 _request_numbers = itertools.count(1)
@@ -376,6 +392,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
 
     opts.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="openvino-llm-bench-"))
+    ctxs: dict[str | None, SystemContext] = {}
     try:
         resolved = {fmt: _resolve(opts, fmt) for fmt in opts.weight_formats}
         main_fmt = opts.weight_formats[0]
@@ -383,7 +400,6 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         n_fmt = len(opts.weight_formats)
         status: dict[str, dict[str, str]] = {}
         runners: dict[str, Runner] = {}
-        ctxs: dict[str | None, SystemContext] = {}
         load_targets: list[tuple[str, Path, str]] = []
         source_gguf = _source_gguf(opts)
         source_checkpoint = _source_checkpoint(opts)
@@ -400,6 +416,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             )
             ctxs[fmt] = ctx
             names = [n for n in opts.systems if fmt == main_fmt or n in ("genai-raw", "core-engine")]
+            # the load probes time in-process loading: a served system's load is its server's startup
             if fmt == main_fmt:
                 names += list(opts.peers)
             for name in names:
@@ -492,6 +509,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         write_outputs(results, opts.out)
         return results
     finally:
+        for ctx in ctxs.values():
+            ctx.cleanup.close()  # stops the served systems' servers
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -562,7 +581,7 @@ def command_line(opts: BenchOptions) -> str:
         parts.append("--quick")
     parts += ["--concurrency", ",".join(map(str, opts.concurrency)) or "none"]
     parts += ["--peers", ",".join(opts.peers) or "none"]
-    if set(opts.systems) != set(OURS):
+    if set(opts.systems) != set(DEFAULT_SYSTEMS):
         parts += ["--systems", ",".join(opts.systems)]
     parts += ["--max-new-tokens", str(opts.max_new_tokens), "--runs", str(opts.runs)]
     if opts.warmup != 1:
@@ -611,7 +630,8 @@ def build_parser(
     p.add_argument(
         "--systems",
         default=None,
-        help=f"comma list of our paths {list(OURS)} (default all; quick: {','.join(QUICK_SYSTEMS)})",
+        help=f"comma list of our paths {[*OURS, *SERVED]} or 'all' (default {','.join(DEFAULT_SYSTEMS)}; "
+        f"quick: {','.join(QUICK_SYSTEMS)})",
     )
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default ./bench-results)")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 run, 16 tokens, core engine + ChatOpenVINO")
@@ -646,7 +666,9 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         device=args.device,
         concurrency=_int_list(args.concurrency or ("1,2" if quick else "1,2,4,8"), "--concurrency"),
         peers=_names(args.peers or ("none" if quick else "all"), tuple(PEERS), "peer(s)"),
-        systems=_names(args.systems or (",".join(QUICK_SYSTEMS) if quick else "all"), tuple(OURS), "system(s)"),
+        systems=_names(
+            args.systems or ",".join(QUICK_SYSTEMS if quick else DEFAULT_SYSTEMS), (*OURS, *SERVED), "system(s)"
+        ),
         out=args.out,
         quick=quick,
         max_new_tokens=max_new,

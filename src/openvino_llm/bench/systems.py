@@ -11,6 +11,7 @@ OpenVINO; the peers are in :mod:`~openvino_llm.bench.peers`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import threading
 import time
@@ -64,6 +65,10 @@ class SystemContext:
     source_gguf: Path | None = None
     #: the Hugging Face checkpoint folder the model came from, if any: what transformers runs
     source_checkpoint: Path | None = None
+    #: servers started for the served systems (by system name), shared by their single-stream and concurrency runs
+    servers: dict[str, Any] = field(default_factory=dict)
+    #: what to stop when the run ends (the servers)
+    cleanup: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @property
     def properties(self) -> dict[str, Any]:
