@@ -41,7 +41,8 @@ def multiply(a: int, b: int) -> int:
 
 LOOPS = (
     "model limit: after the tool's result, Qwen2.5-Coder-0.5B-Instruct (int4, greedy) calls the same tool again "
-    "with the same arguments instead of answering (the Qwen2.5 tool prompt and <tool_response> are rendered right)"
+    "with the same arguments instead of answering (the Qwen2.5 tool prompt and <tool_response> are rendered right; "
+    "llama.cpp greedy on the same Q4_K_M file, given the same rendered prompt, writes the same repeated call)"
 )
 
 
