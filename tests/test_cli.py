@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import openvino as ov
 import pytest
+from tests._shared import EXACT
 
 from openvino_llm.models import CompressionOptions, ExportReport
 from openvino_llm.models.cache import MARKER_FILE, build_cached
@@ -41,6 +43,13 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *fragments: str) ->
         assert fragment in lines[0]
 
 
+def test_a_bad_ov_config_is_refused_before_any_work(tmp_path: Path) -> None:
+    for bad, says in (("[1]", "must be a JSON object"), ("{oops", "--ov-config is not JSON")):
+        proc = run_cli("generate", "smollm2-135m", "Hi", "--ov-config", bad, cache=tmp_path)
+        assert_one_line_error(proc, says)
+    assert not (tmp_path / "exports").exists()  # nothing was resolved or exported
+
+
 _STATS = re.compile(r"\[finish: (\w+), (\d+) prompt \+ (\d+) generated tokens, TTFT \d+ ms, [\d.]+ tok/s\]")
 
 
@@ -54,6 +63,8 @@ def test_generate_with_smollm2_knows_paris(smollm2_gguf: Path, cache_dir: Path) 
         "0",
         "--max-new-tokens",
         "24",
+        "--ov-config",
+        json.dumps(EXACT),  # what a 135M model answers is only the same on every CPU in exact precision
         cache=cache_dir,
     )
     assert proc.returncode == 0, proc.stderr

@@ -17,6 +17,7 @@ on stderr and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -47,6 +48,22 @@ def _add_generation(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--temperature", type=float, default=None, help="0 = greedy; default: the model's own")
     parser.add_argument("--system", default=None, help="system prompt")
     parser.add_argument("--weight-format", default=None, help="export/compression format if the model needs it")
+    parser.add_argument(
+        "--ov-config", default=None, help='OpenVINO properties as JSON, e.g. \'{"INFERENCE_PRECISION_HINT": "f32"}\''
+    )
+
+
+def _parse_ov_config(text: str | None) -> dict[str, Any] | None:
+    """``--ov-config``'s JSON object (None when not given); bad JSON fails before any work."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidParameterError(f"--ov-config is not JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise InvalidParameterError(f'--ov-config must be a JSON object such as {{"KEY": "VALUE"}}, got {text!r}.')
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,7 +242,13 @@ def _load(args: argparse.Namespace, model: str | None) -> Any:
 
     if model is not None and model.strip().lower() == "default":
         model = None
-    return load_engine(model, device=args.device, weight_format=args.weight_format, cache_dir=args.cache_dir)
+    return load_engine(
+        model,
+        device=args.device,
+        weight_format=args.weight_format,
+        ov_config=_parse_ov_config(args.ov_config),
+        cache_dir=args.cache_dir,
+    )
 
 
 def _params(args: argparse.Namespace) -> Any:
@@ -344,7 +367,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    import json
 
     try:
         from .serve import Limits, create_app, run_server
@@ -353,10 +375,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .engine.engine import load_engine
     from .serve.limits import resolve_api_key
 
-    try:
-        ov_config = json.loads(args.ov_config) if args.ov_config else None
-    except json.JSONDecodeError as e:
-        raise InvalidParameterError(f"--ov-config is not JSON: {e}") from None
+    ov_config = _parse_ov_config(args.ov_config)
     limits = Limits(max_body_bytes=args.max_body_bytes, max_tokens=args.max_tokens, max_concurrent=args.max_concurrent)
     model = None if args.model is None or args.model.strip().lower() == "default" else args.model
     if args.ray or any(getattr(args, k) is not None for k in ("replicas", "autoscale", "ray_address", "num_cpus")):
