@@ -515,13 +515,15 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
 
 
 def _source_gguf(opts: BenchOptions) -> Path | None:
-    """The .gguf file MODEL names (the default model is one), whatever weight formats are measured."""
-    from ..models import is_gguf_file, resolve_model
+    """The .gguf file MODEL names (a path, or an embedded model such as the default), whatever formats are measured."""
+    from ..models import embedded_model_path, is_gguf_file
+    from ..models.embedded import DEFAULT_MODELS, embedded_model
 
-    if opts.model is None:
-        resolved = resolve_model(None)
-        return resolved.path if resolved.kind == "gguf" else None
-    return Path(opts.model).expanduser().resolve() if is_gguf_file(opts.model) else None
+    name = DEFAULT_MODELS["text-generation"] if opts.model is None or opts.model.lower() == "default" else opts.model
+    if embedded_model(name) is not None:
+        path = embedded_model_path(name, opts.cache_dir)[0]
+        return path if is_gguf_file(path) else None
+    return Path(name).expanduser().resolve() if is_gguf_file(name) else None
 
 
 def _source_checkpoint(opts: BenchOptions) -> Path | None:
