@@ -222,3 +222,18 @@ def test_code_block_hold_back_decides_on_the_first_line():
 
     assert all(may_open_json_block(t) for t in ("", "``", "```", "```json", "```json\n", "```\n  {"))
     assert not any(may_open_json_block(t) for t in ("Hi", "```python\n", "```json\nx = 1", "```\nfoo"))
+
+
+def test_pythonic_calls_go_back_as_the_text_the_model_wrote():
+    """openvino-genai's template engine would rewrite pythonic calls in a template as a JSON object."""
+    family = get_family("llama3_pythonic")
+    call = {
+        "id": "c1",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": {"city": "Paris", "n": [1, None]}},
+    }
+    message = family.native_message({"role": "assistant", "content": "", "tool_calls": [call]})
+    assert message == {"role": "assistant", "content": '[get_weather(city="Paris", n=[1, None])]'}
+    _, [parsed] = family.parse(message["content"], TOOLS)
+    assert parsed.arguments == {"city": "Paris", "n": [1, None]}
+    assert family.native_message({"role": "user", "content": "x"}) == {"role": "user", "content": "x"}

@@ -102,7 +102,7 @@ def test_template_without_tools_is_taught_the_chosen_format(tokenizer_for, tiny_
     assert renderer.family.name == "hermes" and not renderer.native_tools
     family = renderer.family_for("llama3_pythonic")
     prompt = renderer.render(normalize_messages(HISTORY), TOOLS, family=family)
-    assert "[get_weather(city='Paris'), multiply(a=6, b=7)]" in prompt  # the earlier calls
+    assert '[get_weather(city="Paris"), multiply(a=6, b=7)]' in prompt  # the earlier calls
     assert "[<function-name>(" in prompt  # the format taught in the system prompt
     with pytest.raises(InvalidParameterError, match="tool_format"):
         renderer.family_for("nope")

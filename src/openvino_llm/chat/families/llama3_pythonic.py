@@ -8,6 +8,7 @@ several calls, so the parsing here is our own.
 from __future__ import annotations
 
 import ast
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -23,6 +24,17 @@ _OPEN_PREFIX = re.compile(r"\[\s*(?:[A-Za-z_][\w.]*\s*)?$")
 
 def _literal(node: ast.expr) -> Any:
     return ast.literal_eval(node)
+
+
+def _python_literal(value: Any) -> str:
+    """``value`` as a Python literal, strings in double quotes as the models write them."""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_python_literal(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_python_literal(str(k))}: {_python_literal(v)}" for k, v in value.items()) + "}"
+    return repr(value)
 
 
 class Llama3PythonicFamily(ToolFamily):
@@ -43,10 +55,28 @@ class Llama3PythonicFamily(ToolFamily):
 
     def render_calls(self, calls: Sequence[ToolCallDict]) -> str:
         parts = [
-            f"{c['name']}(" + ", ".join(f"{k}={v!r}" for k, v in (c.get("arguments") or {}).items()) + ")"
+            f"{c['name']}("
+            + ", ".join(f"{k}={_python_literal(v)}" for k, v in (c.get("arguments") or {}).items())
+            + ")"
             for c in calls
         ]
         return "[" + ", ".join(parts) + "]"
+
+    def native_message(self, message: dict[str, Any]) -> dict[str, Any]:
+        # openvino-genai's template engine (minja) only takes a template as rendering tool calls if a
+        # probe call's arguments come out as JSON ('"arg":') or '<parameter=arg>'; a template that
+        # writes them in this family's form fails the probe, and minja then rewrites every earlier
+        # call as a {"tool_calls": [...]} JSON object in the content (measured on a trained Llama 3.2
+        # model, tests/chat/test_trained_families.py). The calls go back as the text the model wrote.
+        calls = message.get("tool_calls") or []
+        if not calls:
+            return message
+        text = self.render_calls(
+            [{"id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in calls]
+        )
+        return {k: v for k, v in message.items() if k != "tool_calls"} | {
+            "content": f"{message.get('content') or ''}{text}"
+        }
 
     def call_tag(self, tool: ToolSpec) -> Any:
         # keyword arguments with Python-literal values typed by the schema: "[name(" k=v, ... ")]"
