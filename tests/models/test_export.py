@@ -291,6 +291,17 @@ def test_progress_is_quiet_in_ci_and_without_a_tty(monkeypatch: pytest.MonkeyPat
     assert progress_enabled() is sys.stderr.isatty()
 
 
+def test_nncf_bar_is_quiet_in_ci(tiny_model: Path, tmp_path: Path) -> None:
+    """NNCF's own rich bar ("Applying Weight Compression") stays off in CI like ours."""
+    cli = [sys.executable, "-m", "openvino_llm.cli", "export", str(tiny_model), str(tmp_path / "int8")]
+    env = {**os.environ, "CI": "1", "OPENVINO_LLM_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run([*cli, "--weight-format", "int8"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "int8" / "openvino_model.xml").exists()
+    assert "Applying Weight Compression" not in proc.stdout + proc.stderr
+    assert "━" not in proc.stdout + proc.stderr
+
+
 # --- the GGUF and IR paths need neither torch nor optimum --------------------------------------
 
 

@@ -167,6 +167,16 @@ def library_verbosity() -> Iterator[None]:
             old = tlog.get_verbosity()
             tlog.set_verbosity_error()
             restore.append(lambda: tlog.set_verbosity(old))
+        with contextlib.suppress(Exception):  # NNCF's rich bar ("Applying Weight Compression") has no switch
+            from nncf.common.logging import track_progress
+
+            shown = track_progress.track.__init__
+
+            def hidden(self: Any, *args: Any, **kwargs: Any) -> None:
+                shown(self, *args, **{**kwargs, "disable": True})
+
+            track_progress.track.__init__ = hidden  # type: ignore[method-assign]
+            restore.append(lambda: setattr(track_progress.track, "__init__", shown))
         yield
     finally:
         for fn in reversed(restore):
