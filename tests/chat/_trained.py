@@ -322,8 +322,22 @@ def _ov_tokenizer(hf_tokenizer, template: str, folder: Path):  # -> openvino_gen
     return ov_genai.Tokenizer(str(folder))
 
 
-def encode_transcripts(spec: Family, hf_tokenizer) -> list[tuple[list[int], int]]:
-    """(token ids, length of the prompt) of every transcript, prompts rendered by the core's renderer."""
+def prompts_digest(family: str, ov_tokenizer) -> str:
+    """A digest of the training prompts as the core renders them today with ``ov_tokenizer``.
+
+    A cached model was trained on the prompts of its build; when the core renders them differently
+    (a family's history rules changed), the digest changes and the model is trained again.
+    """
+    from openvino_llm.chat.render import ChatRenderer, normalize_messages
+
+    renderer = ChatRenderer(ov_tokenizer)
+    prompts = [renderer.render(normalize_messages(m), TOOLS) for m, _, _ in transcripts(family)]
+    return hashlib.sha256(json.dumps(prompts).encode()).hexdigest()[:16]
+
+
+def encode_transcripts(spec: Family, hf_tokenizer) -> tuple[list[tuple[list[int], int]], str]:
+    """(token ids, length of the prompt) of every transcript, prompts rendered by the core's renderer,
+    and the digest of the prompts."""
     from openvino_llm.chat.render import ChatRenderer, normalize_messages
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -336,7 +350,8 @@ def encode_transcripts(spec: Family, hf_tokenizer) -> list[tuple[list[int], int]
             p = [int(i) for i in ov_tok.encode(prompt, add_special_tokens=False).input_ids.data[0]]
             r = [int(i) for i in ov_tok.encode(reply, add_special_tokens=False).input_ids.data[0]]
             out.append(([*p, *r, hf_tokenizer.convert_tokens_to_ids(end)], len(p)))
-    return out
+        digest = prompts_digest(spec.name, ov_tok)
+    return out, digest
 
 
 def _batch(rows: list[tuple[list[int], int]], skip: int, pad: int):
@@ -422,7 +437,7 @@ def build_trained(family: str, out_dir: Path, *, steps: int = 1000) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
     tokenizer = build_tokenizer(spec)
-    data = encode_transcripts(spec, tokenizer)
+    data, digest = encode_transcripts(spec, tokenizer)
     pad = tokenizer.convert_tokens_to_ids(spec.special[0])
     eos = [tokenizer.convert_tokens_to_ids(t) for t in spec.eos]
     config = LlamaConfig(
@@ -451,9 +466,19 @@ def build_trained(family: str, out_dir: Path, *, steps: int = 1000) -> Path:
     cfg = json.loads(cfg_path.read_text())
     cfg["chat_template"] = spec.template
     cfg_path.write_text(json.dumps(cfg, indent=2))
-    stats = {"steps": taken, "seconds": round(time.monotonic() - t0, 1), "tokens": [len(i) for i, _ in data]}
+    stats = {"steps": taken, "seconds": round(time.monotonic() - t0, 1), "tokens": [len(i) for i, _ in data],
+             "prompts": digest}  # fmt: skip
     (out_dir / "TRAINED_BUILDER_VERSION").write_text(BUILDER_VERSION + "\n" + json.dumps(stats))
     return out_dir
 
 
-__all__ = ["BUILDER_VERSION", "FAMILIES", "build_trained", "cache_name", "call_text", "expected_reply", "transcripts"]
+__all__ = [
+    "BUILDER_VERSION",
+    "FAMILIES",
+    "build_trained",
+    "cache_name",
+    "call_text",
+    "expected_reply",
+    "prompts_digest",
+    "transcripts",
+]
