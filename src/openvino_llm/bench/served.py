@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.remote import RemoteEngine
-from .systems import Clock, Runner, Sample, System, SystemContext, Unavailable, require
+from .systems import Runner, System, SystemContext, Unavailable, engine_sample, require
 
 #: How long a server may take to answer /health (a Ray cluster on a busy 2-core machine is slow to start).
 START_TIMEOUT_S = 600.0
@@ -112,18 +112,7 @@ def _builder(name: str) -> Any:
     def build(ctx: SystemContext) -> Runner:
         engine = served(ctx, name).engine
         params = ctx.params()
-
-        def run(messages: list[Any]) -> Sample:
-            clock = Clock()
-            final = None
-            for chunk in engine.stream(messages, params):
-                clock.text(chunk.text)
-                if chunk.is_final:
-                    final = chunk
-            assert final is not None and final.usage is not None
-            return clock.sample(final.usage.output_tokens, final.usage.input_tokens)
-
-        return run
+        return lambda messages: engine_sample(engine, messages, params)
 
     return build
 

@@ -184,22 +184,24 @@ def core_engine(ctx: SystemContext) -> Any:
     return load_engine(ctx.model_path, device=ctx.device, ov_config=ctx.properties)
 
 
+def engine_sample(engine: Any, messages: list[Message], params: GenerationParams) -> Sample:
+    """One request streamed through ``engine`` (local or remote, same interface), timed by a :class:`Clock`."""
+    clock = Clock()
+    final = None
+    for chunk in engine.stream(messages, params):
+        clock.text(chunk.text)
+        if chunk.is_final:
+            final = chunk
+    assert final is not None and final.usage is not None
+    timing = final.timing.as_dict() if final.timing is not None else {}
+    internal = {k: v for k, v in timing.items() if k != "load_ms"} or None
+    return clock.sample(final.usage.output_tokens, final.usage.input_tokens, internal)
+
+
 def _build_core_engine(ctx: SystemContext) -> Runner:
     engine = core_engine(ctx)
     params = ctx.params()
-
-    def run(messages: list[Message]) -> Sample:
-        clock = Clock()
-        final = None
-        for chunk in engine.stream(messages, params):
-            clock.text(chunk.text)
-            if chunk.is_final:
-                final = chunk
-        assert final is not None and final.usage is not None and final.timing is not None
-        internal = {k: v for k, v in final.timing.as_dict().items() if k != "load_ms"}
-        return clock.sample(final.usage.output_tokens, final.usage.input_tokens, internal)
-
-    return run
+    return lambda messages: engine_sample(engine, messages, params)
 
 
 def chat_openvino(ctx: SystemContext) -> Any:
@@ -302,6 +304,7 @@ __all__ = [
     "Unavailable",
     "chat_openvino",
     "core_engine",
+    "engine_sample",
     "lc_messages",
     "li_messages",
     "require",
