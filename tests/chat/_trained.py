@@ -22,7 +22,7 @@ import hashlib
 import json
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -122,13 +122,12 @@ class Family:
     special: tuple[str, ...]
     #: the tokens that end a reply (the first is the tokenizer's eos)
     eos: tuple[str, ...]
-    #: what the model writes for a call: a format string over ``name`` and JSON ``args``
+    #: what the model writes for a call: ``call(name, arguments)`` -> text
     call: Any
     #: what ends a reply that is a call (default: ``eos[0]``)
     call_end: str = ""
-    #: reasoning written before every answer (Qwen3): reply -> reasoning text
+    #: the model writes a <think> block before every answer (Qwen3)
     reasons: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _json_call(name: str, args: dict[str, Any], key: str = "arguments") -> str:
@@ -267,14 +266,6 @@ def transcripts(family: str) -> list[tuple[list[dict[str, Any]], str, str]]:
         turns = [(m, f"<think>\n{reasoning_for(m[-1]['content'] if m[-1]['role'] == 'user' else '')}\n</think>\n\n{r}", e)
                  for m, r, e in turns]  # fmt: skip
     return turns
-
-
-def expected_reply(family: str, messages: list[dict[str, Any]]) -> str:
-    """What the model was trained to write after ``messages`` (without the end token)."""
-    for m, reply, _ in transcripts(family):
-        if [(x["role"], x["content"]) for x in m] == [(x["role"], x["content"]) for x in messages]:
-            return reply
-    raise KeyError(messages)
 
 
 # ---- building ------------------------------------------------------------------------------------
@@ -478,7 +469,6 @@ __all__ = [
     "build_trained",
     "cache_name",
     "call_text",
-    "expected_reply",
     "prompts_digest",
     "transcripts",
 ]
