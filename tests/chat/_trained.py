@@ -98,7 +98,7 @@ You can call functions. Reply with [func_name1(params_name1=params_value1, param
 {%- elif message.role == 'assistant' %}<|start_header_id|>assistant<|end_header_id|>
 
 {{ message.content }}<|eot_id|>
-{%- elif message.role == 'tool' %}<|start_header_id|>ipython<|end_header_id|>
+{%- elif message.role == 'tool' or message.role == 'ipython' %}<|start_header_id|>ipython<|end_header_id|>
 
 {{ message.content }}<|eot_id|>
 {%- endif %}

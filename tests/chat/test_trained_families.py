@@ -57,7 +57,7 @@ SPECIAL_MARKERS = {"llama3_json": "<|python_tag|>", "mistral": "[TOOL_CALLS]", "
 
 #: how the earlier call and its result come back on the next turn (openvino-genai's template engine
 #: turns a tool result into a user turn holding {"tool_response": ...} for templates whose probe it
-#: does not pass: the Phi-4-mini one and Llama 3.2's pythonic one)
+#: does not pass: the Phi-4-mini one; Llama 3.2's pythonic results go as the "ipython" role it renders)
 _POLYFILLED = '{\n  "tool_response": {\n    "tool": "get_weather",\n    "content": "Sunny, 22 C",\n    "tool_call_id": "{id}"\n  }\n}'
 HISTORY_FORM = {
     "qwen3": ["<|im_start|>assistant<think>\nThe user wants the weather in Paris. I call get_weather.\n</think>"
@@ -70,7 +70,7 @@ HISTORY_FORM = {
                     '"parameters": {"city": "Paris"}}<|eom_id|>',
                     "<|start_header_id|>ipython<|end_header_id|>\n\nSunny, 22 C<|eot_id|>"],
     "llama3_pythonic": ['<|start_header_id|>assistant<|end_header_id|>\n\n[get_weather(city="Paris")]<|eot_id|>'
-                        f"<|start_header_id|>user<|end_header_id|>\n\n{_POLYFILLED}<|eot_id|>"],
+                        "<|start_header_id|>ipython<|end_header_id|>\n\nSunny, 22 C<|eot_id|>"],
     "mistral": ['[/INST][TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "{id}"}]</s>'
                 '[TOOL_RESULTS]{"content": "Sunny, 22 C", "call_id": "{id}"}[/TOOL_RESULTS]'],
     "phi4_mini": ['<|assistant|><|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}]<|/tool_call|><|end|>'

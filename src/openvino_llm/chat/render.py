@@ -154,6 +154,9 @@ class ChatRenderer:
         native_tools = self.native_tools and (family is self.family or family.matches(self.template, self._special))
         if native_tools:
             history = family.native_history([self._native(m, self._keeps_reasoning) for m in messages], tools)
+            role = family.tool_result_role
+            if role != "tool" and re.search(rf"""role\s*==\s*['"]{role}['"]""", self.template):
+                history = [{**m, "role": role} if m["role"] == "tool" else m for m in history]
             native = [{"type": "function", "function": dict(t)} for t in tools] if family.template_tools else []
             native = native or None
         else:

@@ -181,6 +181,9 @@ class ToolFamily:
     #: the template reads the ``tools`` variable (else the tools go in via :meth:`native_history`;
     #: openvino-genai would inject a tool prompt of its own into a template that ignores ``tools``)
     template_tools: ClassVar[bool] = True
+    #: the role tool results take when the template renders that role (Llama's ``ipython``): openvino-genai
+    #: rewrites ``tool`` messages as a user turn of JSON for templates its probe takes as tool-less
+    tool_result_role: ClassVar[str] = "tool"
 
     @classmethod
     def matches(cls, template: str, special_tokens: Sequence[str]) -> bool:

@@ -41,6 +41,7 @@ class Llama3PythonicFamily(ToolFamily):
     """Calls written as a Python list of function calls with keyword arguments."""
 
     name = "llama3_pythonic"
+    tool_result_role = "ipython"  # Llama 3.x templates render role "tool" or "ipython" as the ipython turn
     markers = ("[",)
     template_hints = ("[func_name1(",)
     trigger = "["
