@@ -293,13 +293,7 @@ def _astream_fns(ctx: SystemContext, names: Sequence[str]) -> dict[str, Callable
     fns: dict[str, Callable[[list[Message]], Any]] = {}
     params = ctx.params()
     if "core-engine" in names:
-        engine = core_engine(ctx)
-
-        async def engine_stream(messages: list[Message]) -> Any:
-            async for chunk in engine.astream(messages, params):
-                yield chunk.text, chunk.usage.output_tokens if chunk.usage else 0
-
-        fns["core-engine.astream"] = engine_stream
+        fns["core-engine.astream"] = _engine_astream(core_engine(ctx), params)
     if any(n.startswith("langchain") for n in names):
         with contextlib.suppress(Unavailable):
             chat = chat_openvino(ctx)
@@ -312,11 +306,13 @@ def _astream_fns(ctx: SystemContext, names: Sequence[str]) -> dict[str, Callable
     for name in names:
         if name in SERVED:
             with contextlib.suppress(Unavailable):
-                fns[f"{name}.astream"] = _remote_stream(served(ctx, name).engine, params)
+                fns[f"{name}.astream"] = _engine_astream(served(ctx, name).engine, params)
     return fns
 
 
-def _remote_stream(engine: Any, params: Any) -> Callable[[list[Message]], Any]:
+def _engine_astream(engine: Any, params: Any) -> Callable[[list[Message]], Any]:
+    """``engine.astream`` (local or remote: one interface) as (text, output_tokens or 0) pairs."""
+
     async def stream(messages: list[Message]) -> Any:
         async for chunk in engine.astream(messages, params):
             yield chunk.text, chunk.usage.output_tokens if chunk.usage else 0
@@ -416,7 +412,6 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
             )
             ctxs[fmt] = ctx
             names = [n for n in opts.systems if fmt == main_fmt or n in ("genai-raw", "core-engine")]
-            # the load probes time in-process loading: a served system's load is its server's startup
             if fmt == main_fmt:
                 names += list(opts.peers)
             for name in names:
