@@ -91,8 +91,8 @@ def test_ratios_and_verdicts_from_the_medians() -> None:
     assert by[("langchain-stream", "genai-raw", "short")]["caller_cpu_delta_ms_per_token"] is None
 
     verdicts = [(t["verdict"], t["detail"]) for t in targets(results)]
-    wall, cpu, llama, conc8, hf, int4, server, server8 = verdicts
-    assert server[0] == "not measured" and server8[0] == "not measured"  # no server-stream in this run
+    wall, cpu, llama, conc8, hf, int4, server, server8, draft, lookup = verdicts
+    assert server[0] == server8[0] == draft[0] == lookup[0] == "not measured"  # no server or speculation here
     assert wall == ("missed", "worst: +1.5% decode time, +12.0 ms TTFT")  # 12 ms over raw TTFT: more than 5
     assert cpu == ("met", "worst: +0.100 ms/token = 1.00% of raw TPOT 10.0 ms; +1.00 ms before the first token")
     # llama.cpp: each of our systems on its worst prompt; met if one of them meets both
@@ -125,7 +125,7 @@ def test_targets_not_measured_say_why() -> None:
     systems = {"core-engine": {"status": "ok"}, "llama-cpp-python": {"status": "not installed", "error": error}}
     results = _results(rows, systems)
     results["targets"] = targets(results)
-    assert [t["verdict"] for t in results["targets"]] == ["not measured"] * 8
+    assert [t["verdict"] for t in results["targets"]] == ["not measured"] * 10
     details = [t["detail"] for t in results["targets"]]
     assert details[2] == error
     assert details[4] == "needs langchain-huggingface and langchain-stream"
@@ -168,3 +168,25 @@ def test_server_targets_and_the_scale_out_findings() -> None:
     assert findings[1].startswith("ray-serve-1 vs server-stream, short prompt, one client: TTFT 70.0 vs 58.0 ms (+12.0")
     results["targets"] = targets(results)
     assert "## Scale-out on Ray Serve" in render_markdown(results)
+
+
+def test_speculation_targets_take_the_best_setting_on_their_prompt() -> None:
+    rows = [
+        _row("core-engine", "code", 60.0, 13.0),
+        _row("engine-draft k=3", "code", 70.0, 17.0),
+        _row("engine-draft k=5", "code", 72.0, 20.0),  # 1.54x: the best setting decides
+        _row("core-engine", "edit", 300.0, 12.0),
+        _row("engine-lookup k=5", "edit", 310.0, 16.8),  # 1.4x
+        _row("engine-draft k=5", "edit", 320.0, 30.0),  # a draft on the edit prompt does not count for lookup
+    ]
+    results = _results(rows, {name: {"status": "ok"} for name in dict.fromkeys(r["system"] for r in rows)})
+    by_name = {t["target"]: (t["verdict"], t["detail"]) for t in targets(results)}
+    draft = by_name["a draft model decodes code (the code prompt) >= 1.5x faster than the plain engine"]
+    assert draft == ("met", "best engine-draft k=5: 1.54x (engine-draft k=3 1.31x)")
+    lookup = by_name["prompt lookup decodes a copy-heavy edit (the edit prompt) >= 1.5x faster than the plain engine"]
+    assert lookup == ("missed", "best engine-lookup k=5: 1.40x")
+    results["ratios"] = [r for r in results["ratios"] if r["prompt"] != "code"]
+    missing = {t["target"]: t for t in targets(results)}
+    assert missing[next(t for t in missing if "draft model" in t)]["detail"] == (
+        "needs --draft-model, core-engine in --systems and the code prompt in --prompts"
+    )

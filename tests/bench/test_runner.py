@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from openvino_llm import InvalidParameterError, cli
-from openvino_llm.bench.runner import PROMPTS, _disk_size, build_parser, fresh, main, options_from_args
+from openvino_llm.bench.runner import (
+    DEFAULT_PROMPTS,
+    PROMPTS,
+    _disk_size,
+    build_parser,
+    fresh,
+    main,
+    options_from_args,
+)
 from openvino_llm.models import resolve_model
 
 
@@ -26,6 +34,12 @@ from openvino_llm.models import resolve_model
         (["--runs", "0"], "--runs"),
         (["--ov-config", "KV_CACHE_PRECISION"], "--ov-config"),
         (["--ov-config", "=f16"], "--ov-config"),
+        (["--prompts", "short,poem"], "poem"),
+        (["--assistant-tokens", "0"], "--assistant-tokens"),
+        (["--draft-model", "d", "--confidence", "1.5"], "between 0 and 1"),
+        (["--draft-model", "d", "--confidence", "high"], "--confidence"),
+        (["--draft-weight-format", "int8"], "need a --draft-model"),
+        (["--prompt-lookup", "--confidence", "0.4"], "need a --draft-model"),
     ],
 )
 def test_bad_options_are_rejected_before_any_work(argv: list[str], match: str) -> None:
@@ -71,7 +85,7 @@ def test_quick_bench_writes_sane_results(smollm2_gguf: Path, cache_dir: Path, tm
 
     rows = {(r["system"], r["prompt"]): r for r in results["single_stream"]}
     for system in ("core-engine", "langchain-stream"):
-        for prompt in PROMPTS:
+        for prompt in DEFAULT_PROMPTS:
             r = rows[(system, prompt)]
             assert r["runs"] == 1
             assert 1 <= r["output_tokens"]["median"] <= 8
@@ -130,6 +144,60 @@ def test_bench_compares_weight_formats_of_a_gguf_with_an_ov_config(
     assert 1 <= torch_row["output_tokens"]["median"] <= 12 and torch_row["decode_tps"]["median"] > 0
 
 
+def test_a_gguf_draft_without_a_format_is_refused_before_any_export(
+    smollm2_gguf: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    argv = [str(smollm2_gguf), "--weight-format", "int8", "--draft-model", str(smollm2_gguf), "--out", str(tmp_path)]
+    assert main([*argv, "--cache-dir", str(cache)]) == 2
+    assert "--draft-weight-format int8" in capsys.readouterr().err
+    assert not (tmp_path / "bench.json").exists()
+    assert not any(cache.rglob("openvino_model.xml"))  # the main model was not exported either
+
+
+@pytest.mark.slow
+def test_bench_measures_speculative_decoding(tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+    """A draft (the tiny model drafting for itself) and prompt lookup, each knob a system of one run."""
+    out = tmp_path / "bench"
+    argv = [str(tiny_model), "--quick", "--out", str(out), "--cache-dir", str(cache_dir), "--max-new-tokens", "12"]
+    argv += ["--systems", "core-engine", "--prompts", "code,edit", "--concurrency", "none", "--no-load-probes"]
+    argv += ["--draft-model", str(tiny_model), "--prompt-lookup", "--assistant-tokens", "2,4", "--confidence", "0.5"]
+    assert main(argv) == 0
+
+    results = json.loads((out / "bench.json").read_text())
+    assert "--prompts code,edit --draft-model" in results["meta"]["command"]
+    assert "--prompt-lookup --assistant-tokens 2,4 --confidence 0.5" in results["meta"]["command"]
+    labels = ["engine-draft k=2", "engine-draft k=4", "engine-draft c=0.5", "engine-lookup k=2", "engine-lookup k=4"]
+    assert {s["system"]: s["status"] for s in results["systems"]} == dict.fromkeys(["core-engine", *labels], "ok")
+    assert "assistant_confidence_threshold=0.5" in {s["system"]: s["description"] for s in results["systems"]}[
+        "engine-draft c=0.5"
+    ]
+    rows = {(r["system"], r["prompt"]): r for r in results["single_stream"]}
+    assert set(rows) == {(s, p) for s in ["core-engine", *labels] for p in ("code", "edit")}
+    for label in labels:  # the random tiny model never stops: every system produced the full length
+        assert rows[(label, "edit")]["output_tokens"]["median"] == 12
+        assert rows[(label, "edit")]["input_tokens"] == rows[("core-engine", "edit")]["input_tokens"]
+    assert {r["system"] for r in results["ratios"] if r["baseline"] == "core-engine"} == set(labels)
+    verdicts = {t["target"]: t for t in results["targets"]}
+    draft = verdicts["a draft model decodes code (the code prompt) >= 1.5x faster than the plain engine"]
+    lookup = verdicts["prompt lookup decodes a copy-heavy edit (the edit prompt) >= 1.5x faster than the plain engine"]
+    assert draft["verdict"] in ("met", "missed") and draft["detail"].startswith("best engine-draft ")
+    assert lookup["verdict"] in ("met", "missed") and lookup["detail"].startswith("best engine-lookup k=")
+
+
+@pytest.mark.slow
+def test_load_probe_measures_memory_under_eight_requests(tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    argv = [str(tiny_model), "--out", str(out), "--cache-dir", str(cache_dir), "--max-new-tokens", "8"]
+    argv += ["--systems", "core-engine", "--peers", "none", "--concurrency", "none", "--runs", "1", "--warmup", "0"]
+    assert main(argv) == 0
+
+    (load,) = json.loads((out / "bench.json").read_text())["load"]
+    assert load["status"] == "ok" and load["streams_at_once"] is True
+    assert load["peak_rss_8_mb"] >= load["peak_rss_mb"] > 50
+    assert "| peak RSS MB, 8 more requests |" in (out / "bench.md").read_text()
+
+
 def _children() -> set[int]:
     psutil = pytest.importorskip("psutil")
     return {p.pid for p in psutil.Process().children(recursive=True)}
@@ -149,7 +217,7 @@ def test_bench_measures_the_server_path(tiny_model: Path, cache_dir: Path, tmp_p
     results = json.loads((out / "bench.json").read_text())
     assert {s["system"]: s["status"] for s in results["systems"]} == {"core-engine": "ok", "server-stream": "ok"}
     rows = {(r["system"], r["prompt"]): r for r in results["single_stream"]}
-    for prompt in PROMPTS:
+    for prompt in DEFAULT_PROMPTS:
         # the same prompt reached the same model: the server reports the engine's token counts
         assert rows[("server-stream", prompt)]["input_tokens"] == rows[("core-engine", prompt)]["input_tokens"]
         assert rows[("server-stream", prompt)]["output_tokens"]["median"] == 8  # the random tiny model never stops

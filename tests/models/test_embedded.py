@@ -100,7 +100,10 @@ def test_short_names_select_the_embedded_models(smollm2_gguf: Path, minilm_dir: 
     assert embedded_model_path("ALL-MiniLM-L6-v2")[0] == minilm_dir
     with pytest.raises(InvalidParameterError, match="feature-extraction model, not a text-generation model"):
         resolve_model("all-minilm-l6-v2", cache_dir=tmp_path)
-    with pytest.raises(InvalidParameterError, match=r"No embedded model 'gpt-9'.*qwen2\.5-coder-0\.5b, smollm2-135m"):
+    with pytest.raises(
+        InvalidParameterError,
+        match=r"No embedded model 'gpt-9'.*qwen2\.5-coder-0\.5b, qwen2\.5-coder-1\.5b, smollm2-135m",
+    ):
         embedded_model_path("gpt-9")
 
 

