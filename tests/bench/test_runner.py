@@ -169,9 +169,10 @@ def test_bench_measures_speculative_decoding(tiny_model: Path, cache_dir: Path, 
     assert "--prompt-lookup --assistant-tokens 2,4 --confidence 0.5" in results["meta"]["command"]
     labels = ["engine-draft k=2", "engine-draft k=4", "engine-draft c=0.5", "engine-lookup k=2", "engine-lookup k=4"]
     assert {s["system"]: s["status"] for s in results["systems"]} == dict.fromkeys(["core-engine", *labels], "ok")
-    assert "assistant_confidence_threshold=0.5" in {s["system"]: s["description"] for s in results["systems"]}[
-        "engine-draft c=0.5"
-    ]
+    assert (
+        "assistant_confidence_threshold=0.5"
+        in {s["system"]: s["description"] for s in results["systems"]}["engine-draft c=0.5"]
+    )
     rows = {(r["system"], r["prompt"]): r for r in results["single_stream"]}
     assert set(rows) == {(s, p) for s in ["core-engine", *labels] for p in ("code", "edit")}
     for label in labels:  # the random tiny model never stops: every system produced the full length
