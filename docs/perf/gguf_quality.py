@@ -23,15 +23,16 @@ import openvino_genai
 from openvino_llm.errors import InvalidParameterError
 from openvino_llm.models import CompressionOptions, embedded_model_path, resolve_model
 
-FORMATS: dict[str, CompressionOptions | None] = {
-    "re-export fp16": CompressionOptions("fp16"),
-    "re-export auto (the default: nearest format per tensor)": None,
-    "re-export int8 (per channel)": CompressionOptions("int8"),
-    "re-export int4 (asym, group 32)": CompressionOptions("int4", group_size=32),
-    "re-export int4 (asym, group 64)": CompressionOptions("int4", group_size=64),
-    "re-export int4 (asym, group 128)": CompressionOptions("int4", group_size=128),
-    "re-export int4 (sym, group 128)": CompressionOptions("int4", group_size=128, sym=True),
-    "re-export int4 (sym, group 192)": CompressionOptions("int4", group_size=192, sym=True),
+#: short name -> (label, options); ``--formats`` picks some (fp16 is always scored: it is the reference)
+FORMATS: dict[str, tuple[str, CompressionOptions | None]] = {
+    "fp16": ("re-export fp16", CompressionOptions("fp16")),
+    "auto": ("re-export auto (the default: nearest format per tensor)", None),
+    "int8": ("re-export int8 (per channel)", CompressionOptions("int8")),
+    "int4-g32": ("re-export int4 (asym, group 32)", CompressionOptions("int4", group_size=32)),
+    "int4-g64": ("re-export int4 (asym, group 64)", CompressionOptions("int4", group_size=64)),
+    "int4-g128": ("re-export int4 (asym, group 128)", CompressionOptions("int4", group_size=128)),
+    "int4-sym-g128": ("re-export int4 (sym, group 128)", CompressionOptions("int4", group_size=128, sym=True)),
+    "int4-sym-g192": ("re-export int4 (sym, group 192)", CompressionOptions("int4", group_size=192, sym=True)),
 }
 
 
@@ -76,7 +77,12 @@ def main() -> None:
     p.add_argument("--text", type=Path, default=here / "README.md", help="text to score (default: README.md)")
     p.add_argument("--tokens", type=int, default=768, help="tokens of the text to score (default 768)")
     p.add_argument("--cache-dir", type=Path, default=None, help="openvino-llm cache for the re-exports")
+    p.add_argument("--formats", default="all", help=f"comma list of {list(FORMATS)} or all (fp16 always)")
     args = p.parse_args()
+    chosen = list(FORMATS) if args.formats == "all" else ["fp16", *(f for f in args.formats.split(",") if f != "fp16")]
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        p.error(f"unknown --formats {unknown}; choose from {list(FORMATS)}")
 
     gguf = args.gguf.resolve() if args.gguf else embedded_model_path(args.model, args.cache_dir)[0]
     # the default re-export's tokenizer IRs (built from the GGUF's metadata), or the file itself when read directly
@@ -85,7 +91,7 @@ def main() -> None:
     ids = np.asarray(ids, dtype=np.int64)[:, : args.tokens]
     scores: dict[str, np.ndarray] = {}
     notes: list[str] = []
-    for label, options in FORMATS.items():
+    for label, options in (FORMATS[f] for f in chosen):
         try:
             resolved = resolve_model(gguf, compression=options, cache_dir=args.cache_dir)
         except InvalidParameterError as e:  # e.g. a group size that does not divide this model's layers

@@ -95,6 +95,18 @@ def _weight_types(xml: Path) -> set[str]:
     }
 
 
+def _int8_weight_ranks(xml: Path) -> set[int]:
+    """Ranks of the model's large 8-bit constants: 2 per channel, 3 in groups (blocks of 32)."""
+    model = ov.Core().read_model(str(xml))
+    return {
+        len(op.get_output_shape(0))
+        for op in model.get_ordered_ops()
+        if op.get_type_name() == "Constant"
+        and op.get_output_element_type(0).get_type_name() in ("u8", "i8")
+        and np.prod(op.get_output_shape(0)) >= 4096
+    }
+
+
 def _perplexity(logits: np.ndarray, ids: np.ndarray) -> float:
     targets = ids[0, 1:]
     scores = logits[:-1].astype(np.float64)
@@ -152,14 +164,34 @@ def test_reexport_holds_the_exactly_dequantized_weights(
     assert (ours.argmax(-1) == theirs.argmax(-1)).all()
 
 
-def test_auto_int8_keeps_the_5_to_8_bit_weights_almost_exactly(gguf_files: dict[str, Path], tmp_path: Path) -> None:
-    """Q5_0 -> Q8_0 blocks (int8): next to the exactly dequantized weights, far closer than the int4 step."""
-    auto = resolve_model(gguf_files["Q5_0"], cache_dir=tmp_path / "cache")
-    reference = _direct_ir(dequantized_copy(gguf_files["Q5_0"], tmp_path / "ref.gguf"), tmp_path / "direct")
+@pytest.mark.parametrize(
+    ("qtype", "share_of_int4_error"),
+    # Q5_0: the tiny model's real weights. Q4_K: random blocks (gguf-py cannot quantize K-quants) whose per-32 scales
+    # vary wildly along a row, the worst case for one int8 scale per channel: only "closer than int4" holds there.
+    [("Q5_0", 0.5), ("Q4_K", 1.0)],
+)
+def test_auto_int8_keeps_the_4_to_8_bit_weights_almost_exactly(
+    qtype: str, share_of_int4_error: float, gguf_files: dict[str, Path], tmp_path: Path
+) -> None:
+    """Q5_0 and Q4_K -> int8 per channel: next to the exactly dequantized weights, far closer than the int4 step.
+
+    Q4_K goes to int8, not int4: OpenVINO's int4 groups cannot hold its 6-bit per-32 scales and minimums (on the
+    real Qwen2.5-Coder files int4 cost 1-6 % perplexity against llama.cpp, int8 none: docs/PERFORMANCE.md). A file
+    of only such types is compressed per channel (faster to decode than 8-bit blocks of 32, as exact there).
+    """
+    auto = resolve_model(gguf_files[qtype], cache_dir=tmp_path / "cache")
+    xml = auto.path / "openvino_model.xml"
+    assert not _weight_types(xml) & {"u4", "i4"}
+    assert _int8_weight_ranks(xml) == {2}
+    reference = _direct_ir(dequantized_copy(gguf_files[qtype], tmp_path / "ref.gguf"), tmp_path / "direct")
     ids = np.arange(3, 60, dtype=np.int64)[None]
     ours, theirs = _logits(auto.path / "openvino_model.xml", ids), _logits(reference, ids)
+    int4 = resolve_model(gguf_files[qtype], weight_format="int4", cache_dir=tmp_path / "cache")
+    coarse = _logits(int4.path / "openvino_model.xml", ids)
+    error, int4_error = np.abs(ours - theirs).mean(), np.abs(coarse - theirs).mean()
     assert np.abs(ours - theirs).max() <= 0.02 * np.abs(theirs).max()
-    assert (ours.argmax(-1) == theirs.argmax(-1)).mean() > 0.95
+    assert error < share_of_int4_error * int4_error  # closer than the int4 step
+    assert (ours.argmax(-1) == theirs.argmax(-1)).mean() >= (coarse.argmax(-1) == theirs.argmax(-1)).mean()
 
 
 def test_a_type_nothing_reads_is_refused_before_any_work(tiny_hf_dir: Path, tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from ..chat.tools import TOOL_RESPONSE_CLOSE, check_tool_choice, validate_json_s
 from ..errors import ContextLengthExceededError, GenerationTimeoutError, InvalidParameterError, OpenVINOLLMError
 from ..types import Chunk, Generation, GenerationParams, Message, ToolSpec
 from .output import Collector, OutputParser
-from .scheduler import AsyncInbox, BatchScheduler, Event
+from .scheduler import AsyncInbox, BatchScheduler, SyncInbox
 from .speculative import Speculation, check_request_knobs, check_same_tokenizer, make_speculation
 
 log = logging.getLogger("openvino_llm")
@@ -260,7 +260,7 @@ class Engine:
         )
 
     def _stream_sync(self, prep: _Prepared, deadline: tuple[float, float] | None = None) -> Iterator[Chunk]:
-        events: queue.SimpleQueue[Event] = queue.SimpleQueue()
+        events = SyncInbox()
         ticket = self._scheduler.submit(prep.input_ids, prep.config, events.put)
         out = self._output(prep)
         try:

@@ -20,6 +20,7 @@ import openvino as ov
 import openvino_genai as ov_genai
 
 from ..errors import InvalidParameterError, OpenVINOLLMError
+from .detokenize import IncrementalDecoder
 from .scheduler import Deliver, EndEvent, ErrorEvent, TextEvent, WorkerThread, _Request, timing_from_clock
 
 log = logging.getLogger("openvino_llm")
@@ -82,12 +83,12 @@ class OptimumScheduler(WorkerThread["_Ticket | None"]):
         req, cfg = ticket.req, ticket.req.config
         req.t_submit = time.perf_counter()
 
-        def on_text(text: str) -> ov_genai.StreamingStatus:
+        decoder = IncrementalDecoder(self._tokenizer)
+
+        def on_text(text: str) -> None:
             if text:
                 req.deliver(TextEvent(text))
-            return ov_genai.StreamingStatus.RUNNING
 
-        text_streamer = ov_genai.TextStreamer(self._tokenizer, on_text)
         prompt_len = int(req.input_ids.shape[-1])
 
         class _Streamer(BaseStreamer):
@@ -102,10 +103,10 @@ class OptimumScheduler(WorkerThread["_Ticket | None"]):
                 req.t_first = req.t_first or now
                 req.t_last = now
                 req.n_out += len(ids)
-                text_streamer.write(ids)
+                on_text(decoder.write(ids))
 
             def end(self) -> None:
-                text_streamer.end()
+                on_text(decoder.end())
 
         class _Cancelled(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:

@@ -66,9 +66,11 @@ GGML_TYPES: dict[int, tuple[str, int, int]] = {
 
 #: Weight types openvino-genai reads exactly (measured against gguf-py's dequantization): loaded directly.
 DIRECT_TYPES = ("F16", "Q8_0", "Q4_0")
-#: Weight types re-exported (dequantized exactly by gguf-py), with the OpenVINO format nearest to each:
-#: 2-4-bit types -> int4, 5-8-bit types -> int8 (Q4_1 too: int4 would round its block minimum again),
-#: float types -> fp16 (openvino-genai cannot read F32 or BF16 matrices).
+#: Weight types re-exported (dequantized exactly by gguf-py), with the OpenVINO format that keeps llama.cpp's
+#: accuracy on them: 5-8-bit types -> int8; Q4_1 and Q4_K -> int8 too (int4 would round Q4_1's block minimum
+#: again, and OpenVINO's int4 groups cannot hold Q4_K's 6-bit per-32 scales and minimums: int4 cost 1-6 %
+#: perplexity against llama.cpp on the same Qwen2.5-Coder 0.5B/1.5B files, int8 none; docs/PERFORMANCE.md);
+#: 2-3-bit types -> int4; float types -> fp16 (openvino-genai cannot read F32 or BF16 matrices).
 NEAREST_FORMAT: dict[str, str] = {
     "F32": "fp16",
     "F16": "fp16",
@@ -80,7 +82,7 @@ NEAREST_FORMAT: dict[str, str] = {
     "Q5_1": "int8",
     "Q4_1": "int8",
     "Q4_0": "int4",
-    "Q4_K": "int4",
+    "Q4_K": "int8",
     "Q3_K": "int4",
     "Q2_K": "int4",
 }
