@@ -606,7 +606,9 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
                 "versions": _versions(),
                 "load_avg_1m": round(os.getloadavg()[0], 2),
             },
-            "systems": [{"system": label, "description": _describe(label, opts), **st} for label, st in status.items()],
+            "systems": [
+                {"system": label, "description": _describe(label, speculative), **st} for label, st in status.items()
+            ],
             "single_stream": single,
             "concurrency": concurrency,
             "load": load,
@@ -623,12 +625,19 @@ def run_bench(opts: BenchOptions) -> dict[str, Any]:
 
 def _source_gguf(opts: BenchOptions) -> Path | None:
     """The .gguf file MODEL names (a path, or an embedded model such as the default), whatever formats are measured."""
-    from ..models import embedded_model_path, is_gguf_file
-    from ..models.embedded import DEFAULT_MODELS, embedded_model
+    from ..models.embedded import DEFAULT_MODELS
 
     name = DEFAULT_MODELS["text-generation"] if opts.model is None or opts.model.lower() == "default" else opts.model
+    return _gguf_file(name, opts.cache_dir)
+
+
+def _gguf_file(name: str, cache_dir: Path | None) -> Path | None:
+    """The .gguf file ``name`` is (a path, or an embedded model's assembled file), else None."""
+    from ..models import embedded_model_path, is_gguf_file
+    from ..models.embedded import embedded_model
+
     if embedded_model(name) is not None:
-        path = embedded_model_path(name, opts.cache_dir)[0]
+        path = embedded_model_path(name, cache_dir)[0]
         return path if is_gguf_file(path) else None
     return Path(name).expanduser().resolve() if is_gguf_file(name) else None
 
@@ -637,25 +646,15 @@ def _resolve_draft(opts: BenchOptions) -> Path | None:
     """The draft model's IR folder (exported once into the cache when it is a GGUF or a checkpoint)."""
     if opts.draft_model is None:
         return None
-    from ..models import is_gguf_file, resolve_model
+    from ..models import resolve_model
 
     fmt = opts.draft_weight_format
-    if fmt is None and (is_gguf_file(opts.draft_model) or _is_embedded_gguf(opts)):
+    if fmt is None and _gguf_file(opts.draft_model, opts.cache_dir) is not None:
         raise InvalidParameterError(
             f"The draft model {opts.draft_model} is a GGUF file, which openvino-genai cannot load as a draft: add "
             "--draft-weight-format int8 (or int4, fp16) to re-export it once into the cache."
         )
     return resolve_model(opts.draft_model, weight_format=fmt, cache_dir=opts.cache_dir).path
-
-
-def _is_embedded_gguf(opts: BenchOptions) -> bool:
-    from ..models import is_gguf_file
-    from ..models.embedded import embedded_model, embedded_model_path
-
-    assert opts.draft_model is not None
-    if embedded_model(opts.draft_model) is None:
-        return False
-    return is_gguf_file(embedded_model_path(opts.draft_model, opts.cache_dir)[0])
 
 
 def _source_checkpoint(opts: BenchOptions) -> Path | None:
@@ -739,9 +738,9 @@ def command_line(opts: BenchOptions) -> str:
     return " ".join([*parts, "--out", str(opts.out)])
 
 
-def _describe(label: str, opts: BenchOptions) -> str:
+def _describe(label: str, speculative: dict[str, System]) -> str:
     name = system_name(label)
-    systems = {**SYSTEMS, **opts.speculative()}
+    systems = {**SYSTEMS, **speculative}
     return systems[name].description if name in systems else name
 
 

@@ -19,6 +19,7 @@ import functools
 import io
 import os
 import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -86,6 +87,15 @@ NEAREST_FORMAT: dict[str, str] = {
     "Q3_K": "int4",
     "Q2_K": "int4",
 }
+
+
+def all_int8(types: Iterable[str]) -> bool:
+    """Whether every one of these weight types' nearest format is int8: the automatic re-export is then NNCF's
+    int8 per channel, not 8-bit blocks of 32 (as exact as llama.cpp on the Qwen2.5-Coder 0.5B/1.5B files, perplexity
+    within 0.6 %, and 1.15-1.35x faster to decode than blocks; docs/PERFORMANCE.md)."""
+    return all(NEAREST_FORMAT[t] == "int8" for t in types)
+
+
 #: Why a type is not loaded directly (for the log line).
 _NOT_DIRECT_WHY = {
     "Q4_1": "openvino-genai reads Q4_1 inexactly (it rounds each block's minimum)",
@@ -413,6 +423,7 @@ __all__ = [
     "GGUFFile",
     "GGUFPlan",
     "GGUFTensor",
+    "all_int8",
     "check_gguf_types",
     "gguf_damage",
     "gguf_sampling_defaults",

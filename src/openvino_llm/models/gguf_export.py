@@ -35,6 +35,7 @@ from .gguf import (
     NEAREST_FORMAT,
     GGUFFile,
     GGUFTensor,
+    all_int8,
     check_gguf_types,
     gguf_sampling_defaults,
     plan_gguf,
@@ -89,20 +90,11 @@ def check_gguf_export(gguf: Path | GGUFFile, task: str, options: CompressionOpti
     return header
 
 
-def all_int8(header: GGUFFile) -> bool:
-    """Whether every weight's nearest format is int8: the automatic re-export is then NNCF's int8 per channel.
-
-    Per channel, not 8-bit blocks of 32: as exact as llama.cpp on the Qwen2.5-Coder 0.5B/1.5B files (perplexity
-    within 0.6 %) and 1.15-1.35x faster to decode than blocks of 32 (docs/PERFORMANCE.md).
-    """
-    return all(NEAREST_FORMAT[t] == "int8" for t in header.weight_types())
-
-
 def needs_nncf(header: GGUFFile, options: CompressionOptions) -> bool:
     """Whether the re-export compresses weights with NNCF (int8 or int4 asked; auto: 2-4-bit tensors, or all int8)."""
     if options.weight_format is not None:
         return options.weight_format in ("int8", "int4")
-    if all_int8(header):
+    if all_int8(header.weight_types()):
         return True
     return any(
         t.is_weight and NEAREST_FORMAT[t.type_name] == "int4" and t.type_name not in DIRECT_TYPES
@@ -147,7 +139,7 @@ def reexport_gguf_into(
     require_gguf_export(header, options)
     auto = options.weight_format is None
     compress = needs_nncf(header, options)
-    per_channel = auto and all_int8(header)  # then staged in F16 like an explicit int8 re-export
+    per_channel = auto and all_int8(header.weight_types())  # then staged in F16 like an explicit int8 re-export
     bar = Progress(
         f"Re-exporting {gguf.name}",
         ["dequantize", "convert", *(["compress"] if compress else []), "tokenizer"],

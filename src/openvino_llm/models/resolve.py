@@ -38,7 +38,15 @@ from .cache import build_cached, cache_key, cached_entry, checked_entry, folder_
 from .compress import check_ir_compression, compress_into
 from .embedded import default_model_path, embedded_model, embedded_model_path
 from .export import export_into, require_optimum_export
-from .gguf import NEAREST_FORMAT, gguf_damage, gguf_sampling_defaults, plan_gguf, read_gguf, read_gguf_metadata
+from .gguf import (
+    NEAREST_FORMAT,
+    all_int8,
+    gguf_damage,
+    gguf_sampling_defaults,
+    plan_gguf,
+    read_gguf,
+    read_gguf_metadata,
+)
 from .gguf_export import check_gguf_export, reexport_gguf_into, require_gguf_export
 from .hub import fetch_hub_snapshot, is_hub_id
 from .ir import IR_MODEL_FILE, check_ir_folder, ir_damage
@@ -172,8 +180,7 @@ def _resolve_gguf(
     }
     if plan is not None:  # the automatic choice: a change of the per-type formats or of the route is a new export
         key_parts["formats"] = {t: NEAREST_FORMAT[t] for t in sorted(plan.types)}
-        per_channel = set(key_parts["formats"].values()) == {"int8"}
-        key_parts["int8"] = "per-channel" if per_channel else "blocks"
+        key_parts["int8"] = "per-channel" if all_int8(plan.types) else "blocks"
     display = name if auto else f"{name}-{options.weight_format}"
     key = cache_key(name, key_parts)
     found = cached_entry(cache, key)
