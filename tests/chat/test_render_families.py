@@ -95,6 +95,25 @@ def test_phi4_mini_tools_in_the_system_message(tokenizer_for):
     assert renderer.family.name == "phi4_mini"
     assert prompt.startswith('<|system|>Be brief.<|tool|>[{"name": "get_weather"')
     assert '<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "multiply"' in prompt
+    # openvino-genai's engine would make the results user turns of {"tool_response": ...} JSON; jinja2 renders them
+    assert renderer.polyfills_tool_results
+    assert prompt.endswith("<|tool|>sunny<|end|><|tool|>42<|end|><|assistant|>") and "tool_response" not in prompt
+
+
+@pytest.mark.parametrize("turns", [1, 3])
+def test_jinja_renders_as_openvino_genai_where_both_can(tokenizer_for, turns):
+    """Without tool results, the jinja2 path gives the same prompt as openvino-genai's template engine."""
+    renderer = ChatRenderer(tokenizer_for(_templates.PHI4_MINI))
+    messages = normalize_messages(HISTORY[:turns])
+    history = renderer.family.native_history([renderer._native(m, False) for m in messages], TOOLS)
+    ours = renderer.render_with_jinja(history)
+    assert ours == renderer._tokenizer.apply_chat_template(history, add_generation_prompt=True)
+    assert ours.startswith("<|system|>Be brief.<|tool|>[{") and ours.endswith("<|end|><|assistant|>")
+
+
+def test_templates_that_render_tool_results_keep_openvino_genai(tokenizer_for):
+    for template in (_templates.QWEN25, _templates.QWEN3, _templates.LLAMA31, _templates.MISTRAL):
+        assert not ChatRenderer(tokenizer_for(template)).polyfills_tool_results
 
 
 def test_template_without_tools_is_taught_the_chosen_format(tokenizer_for, tiny_model):

@@ -55,10 +55,9 @@ AUTO = GenerationParams(max_new_tokens=80, temperature=0, tools=tuple(TOOLS), to
 #: families whose calls open with a special token (detokenization drops it from the text)
 SPECIAL_MARKERS = {"llama3_json": "<|python_tag|>", "mistral": "[TOOL_CALLS]", "phi4_mini": "<|tool_call|>"}
 
-#: how the earlier call and its result come back on the next turn (openvino-genai's template engine
-#: turns a tool result into a user turn holding {"tool_response": ...} for templates whose probe it
-#: does not pass: the Phi-4-mini one; Llama 3.2's pythonic results go as the "ipython" role it renders)
-_POLYFILLED = '{\n  "tool_response": {\n    "tool": "get_weather",\n    "content": "Sunny, 22 C",\n    "tool_call_id": "{id}"\n  }\n}'
+#: how the earlier call and its result come back on the next turn (the Phi-4-mini template's tool turn
+#: is rendered with jinja2: openvino-genai's engine would make it a user turn of {"tool_response": ...};
+#: Llama 3.2's pythonic results go as the "ipython" role it renders)
 HISTORY_FORM = {
     "qwen3": ["<|im_start|>assistant<think>\nThe user wants the weather in Paris. I call get_weather.\n</think>"
               '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>',
@@ -74,7 +73,7 @@ HISTORY_FORM = {
     "mistral": ['[/INST][TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "{id}"}]</s>'
                 '[TOOL_RESULTS]{"content": "Sunny, 22 C", "call_id": "{id}"}[/TOOL_RESULTS]'],
     "phi4_mini": ['<|assistant|><|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}]<|/tool_call|><|end|>'
-                  f"<|user|>{_POLYFILLED}<|end|>"],
+                  "<|tool|>Sunny, 22 C<|end|>"],
 }  # fmt: skip
 
 

@@ -8,6 +8,12 @@ message, ...); for the others (SmolLM2, plain ChatML) we render a tool section i
 prompt and the calls/results as text in the format the model is asked to answer in (Hermes
 ``<tool_call>`` unless a ``tool_format`` says otherwise). An assistant message's reasoning goes
 back as ``reasoning_content`` to templates that use it, and is dropped for the others.
+
+openvino-genai's template engine (minja) probes each template and, where the probe fails (Phi-4-mini's
+template cannot render the probe's assistant turn with no content), rewrites tool results into user
+turns holding ``{"tool_response": ...}`` JSON. For such a template a history with tool results is
+rendered with Python's jinja2 instead (the same sandbox and options as Hugging Face's
+``apply_chat_template``), so the result goes back in the template's own form.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import jinja2
+import jinja2.ext
+import jinja2.sandbox
 import openvino_genai as ov_genai
 
 from ..errors import InvalidParameterError
@@ -28,6 +37,8 @@ from .tools import TOOL_CALL_OPEN, TOOL_RESPONSE_CLOSE, TOOL_RESPONSE_OPEN
 _ROLES = ("system", "user", "assistant", "tool")
 _SPECIAL_SHAPE = re.compile(r"<\|?[^<>\s]{1,40}\|?>|\[/?[A-Z_]{2,20}\]")
 _BREAK = "\u200b"  # zero-width space: splits a special token's text so it tokenizes as plain text
+_PROBE_RESULT = "tool-result-probe-5b1e"
+_POLYFILL_MARK = '"tool_response":'
 
 
 def special_token_texts(tokenizer: ov_genai.Tokenizer) -> tuple[str, ...]:
@@ -123,6 +134,9 @@ class ChatRenderer:
         #: whether the template knows reasoning blocks (``<think>`` ... ``</think>``)
         self.reasons = template_reasons(template)
         self._keeps_reasoning = "reasoning_content" in template
+        #: whether openvino-genai's template engine rewrites tool results (then jinja2 renders them)
+        self.polyfills_tool_results = self.native_tools and self._probe_polyfill()
+        self._jinja: jinja2.Template | None = None
 
     def family_for(self, tool_format: str | None) -> ToolFamily:
         """The family to use: ``tool_format`` if given, else the detected one."""
@@ -171,15 +185,54 @@ class ChatRenderer:
         if not self.has_template:
             return "".join(f"{m['role']}: {m['content']}\n" for m in history) + "assistant: " + prefill
         try:
-            prompt = self._tokenizer.apply_chat_template(
-                history, add_generation_prompt=True, tools=native, extra_context=extra_context or None
-            )
+            if self.polyfills_tool_results and any(m["role"] == "tool" for m in history):
+                prompt = self.render_with_jinja(history, native, extra_context)
+            else:
+                prompt = self._tokenizer.apply_chat_template(
+                    history, add_generation_prompt=True, tools=native, extra_context=extra_context or None
+                )
         except Exception as e:  # the template itself raised (e.g. "roles must alternate")
             raise InvalidParameterError(
                 f"The model's chat template rejected these messages: {e}. "
                 f"Roles in order: {[m['role'] for m in messages]}."
             ) from None
         return prompt + prefill
+
+    def render_with_jinja(
+        self,
+        history: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        extra_context: dict[str, Any] | None = None,
+    ) -> str:
+        """``history`` through the chat template with Python's jinja2, as Hugging Face's ``apply_chat_template``."""
+        if self._jinja is None:
+            env = jinja2.sandbox.ImmutableSandboxedEnvironment(
+                trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
+            )
+            env.filters["tojson"] = _tojson
+            env.globals["raise_exception"] = _raise_exception
+            self._jinja = env.from_string(self.template)
+        context = {
+            "bos_token": self._tokenizer.get_bos_token(),
+            "eos_token": self._tokenizer.get_eos_token(),
+            **(extra_context or {}),
+        }
+        return self._jinja.render(messages=history, tools=tools, add_generation_prompt=True, **context)
+
+    def _probe_polyfill(self) -> bool:
+        """Whether openvino-genai turns this template's tool results into ``{"tool_response": ...}`` user turns."""
+        if _POLYFILL_MARK in self.template:
+            return False
+        probe = [
+            {"role": "user", "content": "u"},
+            {"role": "assistant", "content": "a"},
+            {"role": "tool", "content": _PROBE_RESULT, "tool_call_id": "abcdefghi", "name": "f"},
+        ]
+        try:
+            out = self._tokenizer.apply_chat_template(probe, add_generation_prompt=True)
+        except Exception:  # a template with its own rules for tool turns (it renders them itself)
+            return False
+        return _PROBE_RESULT in out and _POLYFILL_MARK in out
 
     @staticmethod
     def _native(m: Message, keep_reasoning: bool) -> dict[str, Any]:
@@ -204,6 +257,15 @@ class ChatRenderer:
             calls = family.render_calls(m["tool_calls"])
             return {"role": "assistant", "content": f"{m['content']}\n{calls}".strip()}
         return {"role": m["role"], "content": m["content"]}
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+            sort_keys: bool = False) -> str:  # fmt: skip
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _raise_exception(message: str) -> None:
+    raise jinja2.exceptions.TemplateError(message)
 
 
 __all__ = ["TOOL_CALL_OPEN", "ChatRenderer", "normalize_messages"]
