@@ -262,6 +262,22 @@ def test_two_processes_build_once(tmp_path: Path) -> None:
     assert (Path(paths[0]) / "payload").read_text() == "ok"
 
 
+def test_an_entry_is_found_by_its_hash_under_another_name(tmp_path: Path) -> None:
+    """The same model loaded by path and by its embedded name (two names, one hash) is exported once."""
+    built = []
+
+    def build(tmp: Path) -> ExportReport:
+        built.append(tmp)
+        (tmp / "payload").write_text("ok")
+        return ExportReport(tmp, "src", "text-generation", CompressionOptions(), 1, 1, 0.1)
+
+    a, made = build_cached(tmp_path, "Model-Q4_K_M-llm-default-0123456789abcdef", {"name": "a"}, build)
+    b, made_again = build_cached(tmp_path, "Model-llm-default-0123456789abcdef", {"name": "a"}, build)
+    assert made and not made_again and a == b and len(built) == 1
+    c, made = build_cached(tmp_path, "Model-llm-int8-0123456789abcdef", {"name": "a"}, build)
+    assert made and c != a  # another format is another export
+
+
 def test_list_and_clear_cache(tmp_path: Path) -> None:
     def build(tmp: Path) -> ExportReport:
         (tmp / "openvino_model.bin").write_bytes(b"0" * 100)

@@ -447,7 +447,7 @@ def _concurrency(ctx: SystemContext, opts: BenchOptions, names: Sequence[str]) -
     """N parallel astream requests on one engine against the same N one after another, interleaved."""
     fns = _astream_fns(ctx, names)
     messages = PROMPTS["short"]
-    rounds = 1 if opts.quick else max(1, min(opts.runs, 3))
+    rounds = 1 if opts.quick else max(1, opts.runs)  # one parallel run is noisy: a median over --runs rounds
     raw: dict[tuple[str, int, str], list[tuple[float, list[tuple[float, float, int]]]]] = {}
 
     async def parallel(fn: Any, n: int) -> tuple[float, list[tuple[float, float, int]]]:

@@ -125,9 +125,22 @@ class CacheEntry:
 
 
 def cached_entry(cache_dir: Path, key: str) -> Path | None:
-    """The folder of a complete cache entry, or ``None``."""
+    """The folder of a complete cache entry, or ``None``.
+
+    The hash identifies the export (source, options, versions); the name before it only reads well.
+    So an entry made under another name (the same GGUF loaded by path and by its embedded name) is
+    found too, instead of exporting the same model twice.
+    """
     path = exports_dir(cache_dir) / key
-    return path if (path / MARKER_FILE).is_file() else None
+    if (path / MARKER_FILE).is_file():
+        return path
+    identity = "-".join(key.rsplit("-", 3)[1:])  # "<task>-<format>-<hash>"
+    if not re.fullmatch(r"[a-z]+-[A-Za-z0-9_]+-[0-9a-f]{16}", identity):
+        return None
+    for other in sorted(exports_dir(cache_dir).glob(f"*-{identity}")):
+        if not other.name.startswith(_TMP_PREFIX) and (other / MARKER_FILE).is_file():
+            return other
+    return None
 
 
 def build_cached(
