@@ -72,6 +72,15 @@ class SystemContext:
     #: what to stop when the run ends (the servers)
     cleanup: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
+    def __post_init__(self) -> None:
+        self.cleanup.callback(self._close_loop)  # runs last: the servers stop first
+
+    def _close_loop(self) -> None:
+        """Finish the async streams left open (their ``finally`` blocks run) and close the loop."""
+        if not self.loop.is_closed():
+            self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+            self.loop.close()
+
     @property
     def properties(self) -> dict[str, Any]:
         return {"CACHE_DIR": str(self.compiled_dir), **self.ov_config}
